@@ -1,0 +1,154 @@
+"""The Chunk that travels from a source to the store and back into the prompt, and the shared
+token-budgeted splitting used by both source parsers.
+
+Budgets are in tokens of the embedding model, so nothing is ever silently truncated by it.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, Iterator
+
+TokenCounter = Callable[[str], int]
+
+NOTES = "notes"
+MESSAGES = "messages"
+
+
+@dataclass
+class Chunk:
+    """One embeddable passage plus the metadata that retrieval filters and the prompt shows.
+
+    `doc_id` names the document the chunk came from ("obsidian:Notes/Kyoto.md",
+    "whatsapp:<chat id>"); `source` is what the user sees ("<obsidian>:Notes/Kyoto").
+    Times are timezone-aware datetimes (naive ones are taken as local wall-clock by the store).
+    """
+
+    text: str
+    source: str
+    doc_id: str
+    source_kind: str  # NOTES or MESSAGES
+    title: str | None = None
+    heading: str | None = None
+    chat_name: str | None = None
+    chat_id: str | None = None
+    people: list[str] = field(default_factory=list)  # chat participants / speakers
+    tags: list[str] = field(default_factory=list)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    metadata: dict = field(default_factory=dict)  # anything else (aliases, message ids, date origin)
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of document id and text: the identity used for incremental re-indexing."""
+        digest = hashlib.sha256()
+        digest.update(self.doc_id.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+        digest.update(self.text.encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()[:32]
+
+
+@dataclass
+class Document:
+    """A unit of re-indexing: a note or a chat.
+
+    `fingerprint` changes whenever the document's chunks would; `make_chunks` is called only
+    when the stored fingerprint differs, so an unchanged document costs no chunking.
+    """
+
+    doc_id: str
+    source_kind: str
+    fingerprint: str
+    make_chunks: Callable[[], list[Chunk]]
+    path: str | None = None  # the file it came from, for messages to the user
+
+
+def fingerprint(*parts: str | bytes) -> str:
+    """Stable short hash of the given parts (raw file bytes, parser version, settings...)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def split_to_fit(text: str, count_tokens: TokenCounter, max_tokens: int) -> list[str]:
+    """Split `text` into pieces of at most `max_tokens`, at the largest boundary that works.
+
+    Paragraphs first, then lines, then sentences, then words, then characters; every character
+    of the input survives in order (whitespace at the cut points aside).
+    "3 paragraphs of 200 tokens, budget 250 -> 3 pieces".
+    """
+    text = text.strip()
+    if not text:
+        return []
+    if count_tokens(text) <= max_tokens:
+        return [text]
+    for splitter in (_PARAGRAPH_BREAK.split, str.splitlines, _SENTENCE_END.split, str.split):
+        parts = [p for p in splitter(text) if p.strip()]
+        if len(parts) > 1:
+            joiner = "\n\n" if splitter is _PARAGRAPH_BREAK.split else "\n" if splitter is str.splitlines else " "
+            pieces: list[str] = []
+            for part in parts:
+                pieces.extend(split_to_fit(part, count_tokens, max_tokens))
+            return pack(pieces, count_tokens, max_tokens, joiner=joiner)
+    # One unbroken token run: cut by characters, halving until it fits.
+    middle = len(text) // 2
+    return split_to_fit(text[:middle], count_tokens, max_tokens) + split_to_fit(
+        text[middle:], count_tokens, max_tokens
+    )
+
+
+def pack(pieces: list[str], count_tokens: TokenCounter, max_tokens: int, joiner: str = "\n\n") -> list[str]:
+    """Greedily merge consecutive pieces while the merged text stays within `max_tokens`.
+
+    Pieces are assumed to fit on their own (use `split_to_fit` first).
+    "5 pieces of 40 tokens, budget 100 -> 3 packs (2, 2, 1)".
+    """
+    packs: list[str] = []
+    current = ""
+    for piece in pieces:
+        candidate = f"{current}{joiner}{piece}" if current else piece
+        if current and count_tokens(candidate) > max_tokens:
+            packs.append(current)
+            current = piece
+        else:
+            current = candidate
+    if current:
+        packs.append(current)
+    return packs
+
+
+def tail_overlap(text: str, count_tokens: TokenCounter, max_tokens: int) -> str:
+    """The last whole sentences (or words) of `text` that fit in `max_tokens`, for overlap."""
+    if max_tokens <= 0:
+        return ""
+    units = _SENTENCE_END.split(text.strip())
+    if len(units) < 2:
+        units = text.split()
+    kept: list[str] = []
+    for unit in reversed(units):
+        candidate = " ".join([unit, *kept])
+        if count_tokens(candidate) > max_tokens:
+            break
+        kept.insert(0, unit)
+    return " ".join(kept)
+
+
+def iter_budgeted(
+    header: str, body_pieces: list[str], count_tokens: TokenCounter, max_tokens: int
+) -> Iterator[str]:
+    """Yield chunk texts, each `header` + newline + packed body, never over `max_tokens`."""
+    header_tokens = count_tokens(header + "\n") if header else 0
+    body_budget = max(8, max_tokens - header_tokens)
+    fitted: list[str] = []
+    for piece in body_pieces:
+        fitted.extend(split_to_fit(piece, count_tokens, body_budget))
+    for body in pack(fitted, count_tokens, body_budget):
+        yield f"{header}\n{body}" if header else body

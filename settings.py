@@ -1,0 +1,165 @@
+"""Settings, model lookup and the one-line-error convention shared by every script.
+
+Precedence for every setting: command-line flag > environment variable > `.env` file > default.
+The `.env` file is read from the project folder (or from `PERSONAL_LLM_ENV_FILE`) and never
+written into `os.environ`, so the order above holds exactly.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+PROJECT_DIR = Path(__file__).resolve().parent
+
+# name -> (default, one-line description). `.env.example` mirrors this table.
+SETTINGS: dict[str, tuple[str | None, str]] = {
+    "OBSIDIAN_VAULT_PATH": (None, "Obsidian vault folder; unset skips the source"),
+    "OBSIDIAN_EXCLUDE": (None, "comma-separated globs of vault paths to keep out (e.g. Private/**)"),
+    "WHATSAPP_WORKING_PATH": (None, "folder (or file) with result.json and/or .txt/.zip exports"),
+    "WHATSAPP_CONTACTS": (None, "Google Contacts CSV; default: contacts.csv in WHATSAPP_WORKING_PATH"),
+    "WHATSAPP_DATE_ORDER": ("auto", "date order of .txt exports: auto, dayfirst or monthfirst"),
+    "DATABASE_URL": (None, "external PostgreSQL with pgvector; unset: embedded server in the data dir"),
+    "PERSONAL_LLM_DATA_DIR": (str(PROJECT_DIR / ".data"), "embedded database and caches"),
+    "EMBEDDING_MODEL": ("intfloat/multilingual-e5-large", "sentence-transformers hub id or local folder"),
+    "EMBEDDING_DEVICE": (None, "cpu, cuda or mps; unset picks the best available"),
+    "EMBEDDING_BATCH_SIZE": (None, "texts per embedding batch; unset picks by device"),
+    "LLM_BACKEND": ("auto", "auto (MLX on Apple silicon, transformers elsewhere), mlx or transformers"),
+    "LLM_MODEL": (None, "hub id or local folder; unset picks the backend's Llama 3 8B Instruct"),
+    "LLM_MAX_TOKENS": ("512", "most tokens in one answer"),
+    "PERSONA": (None, "overrides the PERSONA constant in main.py"),
+    "RETRIEVAL_TOP_K": ("10", "passages retrieved per question"),
+}
+
+DEFAULT_LLM_MODELS = {
+    "mlx": "mlx-community/Meta-Llama-3-8B-Instruct-4bit",
+    "transformers": "meta-llama/Meta-Llama-3-8B-Instruct",
+}
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one `error: ...` line, never a traceback."""
+
+
+@functools.lru_cache(maxsize=None)
+def _dotenv_values(path: str) -> dict[str, str | None]:
+    if not Path(path).is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(path))
+
+
+def env_file() -> Path:
+    """The `.env` file in use: `PERSONAL_LLM_ENV_FILE`, else `.env` in the project folder."""
+    return Path(os.environ.get("PERSONAL_LLM_ENV_FILE") or PROJECT_DIR / ".env")
+
+
+def get(name: str, flag_value: object = None) -> str | None:
+    """Resolve one setting: flag > environment > .env > default. Empty strings count as unset."""
+    if name not in SETTINGS:
+        raise KeyError(f"unknown setting {name}")
+    if flag_value not in (None, ""):
+        return str(flag_value)
+    for value in (os.environ.get(name), _dotenv_values(str(env_file())).get(name)):
+        if value not in (None, ""):
+            return value
+    return SETTINGS[name][0]
+
+
+def get_int(name: str, flag_value: object = None) -> int | None:
+    """Like `get`, converted to int; a malformed value is a UserError naming the setting."""
+    value = get(name, flag_value)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"{name}={value!r} is not a whole number; fix it in your flags, environment or .env")
+
+
+def data_dir(flag_value: object = None) -> Path:
+    """The private data folder (embedded database, caches)."""
+    return Path(get("PERSONAL_LLM_DATA_DIR", flag_value)).expanduser().resolve()
+
+
+def llm_backend_name(flag_value: object = None) -> str:
+    """`mlx` or `transformers`; `auto` is MLX on Apple silicon and transformers elsewhere."""
+    backend = (get("LLM_BACKEND", flag_value) or "auto").lower()
+    if backend == "auto":
+        import platform
+
+        apple_silicon = sys.platform == "darwin" and platform.machine() == "arm64"
+        return "mlx" if apple_silicon else "transformers"
+    if backend not in DEFAULT_LLM_MODELS:
+        raise UserError(f"LLM_BACKEND={backend!r} is not one of auto, mlx, transformers")
+    return backend
+
+
+def llm_model_name(backend: str, flag_value: object = None) -> str:
+    """The LLM to load: flag/env/.env, else the backend's default Llama 3 8B Instruct."""
+    return get("LLM_MODEL", flag_value) or DEFAULT_LLM_MODELS[backend]
+
+
+def mark_offline() -> None:
+    """Tell huggingface_hub and transformers never to touch the network in this process."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def resolve_model_folder(name: str, setting: str, kind: str) -> Path:
+    """Return a local folder holding model `name` (a folder path or a hub id).
+
+    A hub id already in the Hugging Face cache is used from there with the hub switched off.
+    Otherwise one download is attempted, unless HF_HUB_OFFLINE is set; failure is a UserError
+    with the fix. `kind` ("embedding model", "model") and `setting` only shape the message.
+    """
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        mark_offline()
+        return folder.resolve()
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise UserError(f"{kind} folder {name} does not exist; set {setting} to a model folder or hub id")
+    unreachable = (
+        f"{kind} {name} is not on this machine and the hub is unreachable; "
+        f"download it once with network, or set {setting} to a local folder."
+    )
+    from huggingface_hub import snapshot_download
+
+    try:
+        cached = snapshot_download(name, local_files_only=True)
+        mark_offline()
+        return Path(cached)
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
+        raise UserError(unreachable)
+    print(f"note: downloading {name} once from the Hugging Face hub", file=sys.stderr)
+    try:
+        fetched = snapshot_download(name)
+    except Exception:
+        raise UserError(unreachable)
+    mark_offline()
+    return Path(fetched)
+
+
+def warn(message: str) -> None:
+    """One `warning: ...` line on stderr (bad input that was skipped, never a traceback)."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def run_cli(main: Callable[[list[str] | None], int | None]) -> None:
+    """Run a script's `main`, turning UserError into one stderr line and a non-zero exit."""
+    try:
+        code = main(None)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    sys.exit(code or 0)

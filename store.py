@@ -1,0 +1,457 @@
+"""The database: embedded or external PostgreSQL + pgvector, the schema, and bulk writes.
+
+`DATABASE_URL` unset starts (or joins) a private PostgreSQL 16 from the `pgserver` package under
+`PERSONAL_LLM_DATA_DIR/pg`, reachable only through a Unix socket in an owner-only folder.
+Every value goes in as a parameter; identifiers come from this file only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import unicodedata
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+import settings
+from chunking import Chunk
+
+SCHEMA_VERSION = "1"
+# Advisory lock keys (arbitrary constants owned by this project).
+SCHEMA_LOCK_KEY = 0x504C4C4D0001
+WRITER_LOCK_KEY = 0x504C4C4D0002
+HNSW_BUILD_MEMORY = "1GB"
+
+CHUNK_COLUMNS = (
+    "doc_id", "source_kind", "source", "content_hash", "content", "title", "heading",
+    "chat_name", "chat_id", "people", "people_folded", "tags", "started_at", "ended_at",
+    "metadata", "search_text", "embedding",
+)
+CHUNK_COPY_TYPES = (
+    "text", "text", "text", "text", "text", "text", "text",
+    "text", "text", "text[]", "text[]", "text[]", "timestamptz", "timestamptz",
+    "jsonb", "text", "vector",
+)
+
+
+def fold_text(text: str) -> str:
+    """Lower-case and strip accents so `José` and `jose` match: `fold_text("Ação") == "acao"`."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+# ---------------------------------------------------------------- embedded server
+
+_embedded_servers: dict[Path, object] = {}
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """Drop pids of killed processes from pgserver's holder list, so the last live holder
+    still stops the server on exit (a SIGKILLed holder otherwise pins it forever)."""
+    holders = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(holders.read_text())
+    except (OSError, ValueError):
+        return
+    import psutil
+
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        holders.write_text(json.dumps(alive))
+
+
+def _make_socket_dir_private(server, pgdata: Path) -> None:
+    """pgserver falls back to a world-writable socket folder when the data path is too long
+    for a Unix socket; with trust authentication that would let any local user in."""
+    socket_dir = server.get_postmaster_info().socket_dir
+    if socket_dir is None or Path(socket_dir).resolve() == pgdata:
+        return
+    socket_dir = Path(socket_dir)
+    if os.geteuid() == 0:
+        stat = pgdata.stat()  # pgserver runs postgres as the data dir's owner
+        os.chown(socket_dir, stat.st_uid, stat.st_gid)
+    socket_dir.chmod(0o700)
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start or join the embedded server for `data_dir` and return its socket URL."""
+    pgdata = data_dir / "pg"
+    if pgdata in _embedded_servers:
+        return _embedded_servers[pgdata].get_uri()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise settings.UserError(
+            f"data folder {data_dir} is not writable ({err.strerror}); "
+            "fix its permissions or set PERSONAL_LLM_DATA_DIR to a writable folder"
+        )
+    try:
+        import pgserver
+
+        _forget_dead_holders(pgdata)
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        _make_socket_dir_private(server, pgdata)
+    except Exception as err:  # pgserver raises plain RuntimeError/CalledProcessError
+        log = pgdata / "log"
+        raise settings.UserError(
+            f"the embedded PostgreSQL in {pgdata} did not start ({err.__class__.__name__}: {err}); "
+            f"see {log}, or set DATABASE_URL to an external server"
+        )
+    _embedded_servers[pgdata] = server
+    return server.get_uri()
+
+
+def database_url(url: str | None = None, data_dir: str | Path | None = None) -> str:
+    """The URL to use: flag/DATABASE_URL, else the embedded server's."""
+    url = settings.get("DATABASE_URL", url)
+    if url:
+        return url
+    return embedded_database_url(settings.data_dir(data_dir))
+
+
+# ---------------------------------------------------------------- the store
+
+
+@dataclass
+class IndexInfo:
+    """What the meta table says about the index."""
+
+    model: str
+    dimension: int
+    schema_version: str
+
+
+class Store:
+    """One connection to the index. Use as a context manager, or call `close()`."""
+
+    def __init__(self, url: str):
+        import psycopg
+
+        self.url = url
+        try:
+            self.conn = psycopg.connect(url, connect_timeout=10)
+        except psycopg.OperationalError as err:
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else "connection failed"
+            raise settings.UserError(
+                f"cannot connect to the database at {redact_url(url)} ({reason}); "
+                "check DATABASE_URL, or unset it to use the embedded server"
+            )
+        except psycopg.ProgrammingError as err:
+            raise settings.UserError(f"DATABASE_URL {redact_url(url)} is not a valid connection string ({err})")
+        self._vector_registered = False
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (rolls back anything uncommitted)."""
+        if not self.conn.closed:
+            self.conn.close()
+
+    # -- schema
+
+    def _register_vector(self) -> None:
+        if not self._vector_registered:
+            from pgvector.psycopg import register_vector
+
+            register_vector(self.conn)
+            self._vector_registered = True
+
+    def _create_extension(self) -> None:
+        import psycopg
+
+        with self.conn.cursor() as cur:
+            exists = cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+            if exists:
+                return
+            try:
+                cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.errors.FeatureNotSupported:
+                raise settings.UserError(
+                    f"pgvector is not installed on the server at {redact_url(self.url)}; install it "
+                    "(e.g. use the pgvector/pgvector:pg16 image) or unset DATABASE_URL for the embedded server"
+                )
+            except psycopg.errors.InsufficientPrivilege:
+                raise settings.UserError(
+                    f"the database user may not create the vector extension at {redact_url(self.url)}; "
+                    "run CREATE EXTENSION vector once as a superuser"
+                )
+            except psycopg.errors.UndefinedFile:
+                raise settings.UserError(
+                    f"pgvector is not installed on the server at {redact_url(self.url)}; install it "
+                    "(e.g. use the pgvector/pgvector:pg16 image) or unset DATABASE_URL for the embedded server"
+                )
+
+    def index_info(self) -> IndexInfo | None:
+        """The model and dimension the index was built with, or None for a fresh database."""
+        with self.conn.cursor() as cur:
+            table = cur.execute("SELECT to_regclass('index_meta')").fetchone()[0]
+            if table is None:
+                return None
+            rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
+        self.conn.commit()
+        if "embedding_model" not in rows:
+            return None
+        return IndexInfo(rows["embedding_model"], int(rows["embedding_dimension"]), rows.get("schema_version", "?"))
+
+    def ensure_schema(self, model_name: str, dimension: int) -> None:
+        """Create everything idempotently, in one transaction under a lock; refuse another model."""
+        import psycopg
+
+        try:
+            with self.conn.transaction():
+                with self.conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                    self._create_extension()
+                    self._create_tables(cur, dimension)
+                    rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
+                    if "embedding_model" in rows:
+                        built_with = (rows["embedding_model"], int(rows["embedding_dimension"]))
+                        if built_with != (model_name, dimension):
+                            raise settings.UserError(
+                                f"the index was built with {built_with[0]} ({built_with[1]} dims); "
+                                f"EMBEDDING_MODEL is {model_name} ({dimension}). Re-run ingestion with --rebuild."
+                            )
+                    else:
+                        cur.executemany(
+                            "INSERT INTO index_meta (key, value) VALUES (%s, %s)",
+                            [("schema_version", SCHEMA_VERSION), ("embedding_model", model_name),
+                             ("embedding_dimension", str(dimension))],
+                        )
+        except psycopg.errors.InsufficientPrivilege as err:
+            raise settings.UserError(f"the database user may not create tables ({err.diag.message_primary})")
+        self._register_vector()
+
+    @staticmethod
+    def _create_tables(cur, dimension: int) -> None:
+        from psycopg import sql
+
+        cur.execute("CREATE TABLE IF NOT EXISTS index_meta (key text PRIMARY KEY, value text NOT NULL)")
+        cur.execute(
+            """CREATE TABLE IF NOT EXISTS documents (
+                doc_id text PRIMARY KEY,
+                source_kind text NOT NULL,
+                fingerprint text NOT NULL,
+                chunk_count integer NOT NULL,
+                path text,
+                indexed_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        cur.execute(
+            sql.SQL(
+                """CREATE TABLE IF NOT EXISTS chunks (
+                id bigserial PRIMARY KEY,
+                doc_id text NOT NULL,
+                source_kind text NOT NULL,
+                source text NOT NULL,
+                content_hash text NOT NULL,
+                content text NOT NULL,
+                title text,
+                heading text,
+                chat_name text,
+                chat_id text,
+                people text[] NOT NULL DEFAULT '{{}}',
+                people_folded text[] NOT NULL DEFAULT '{{}}',
+                tags text[] NOT NULL DEFAULT '{{}}',
+                started_at timestamptz,
+                ended_at timestamptz,
+                metadata jsonb NOT NULL DEFAULT '{{}}',
+                search_text text NOT NULL,
+                tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', search_text)) STORED,
+                embedding vector({dim}) NOT NULL,
+                UNIQUE (doc_id, content_hash))"""
+            ).format(dim=sql.Literal(dimension))
+        )
+        # Keep vectors inline: no TOAST lookups during exact scans.
+        cur.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE PLAIN")
+        cur.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
+        cur.execute("CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv)")
+        cur.execute("CREATE INDEX IF NOT EXISTS chunks_time ON chunks (started_at, ended_at)")
+        cur.execute("CREATE INDEX IF NOT EXISTS chunks_people ON chunks USING gin (people_folded)")
+
+    def drop_all(self) -> None:
+        """Remove the whole index (tables and meta); the next ensure_schema starts fresh."""
+        with self.conn.transaction():
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                cur.execute("DROP TABLE IF EXISTS chunks, documents, index_meta")
+
+    def drop_vector_index(self) -> None:
+        """Drop the HNSW index before a large bulk load (rebuilt by `ensure_vector_index`)."""
+        with self.conn.transaction():
+            self.conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+
+    def ensure_vector_index(self) -> None:
+        """(Re)build the HNSW index with enough memory to be fast, then ANALYZE."""
+        with self.conn.transaction():
+            self.conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
+            self.conn.execute(
+                "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)"
+            )
+        self.conn.execute("ANALYZE chunks")
+        self.conn.commit()
+
+    # -- locks
+
+    def try_writer_lock(self) -> bool:
+        """Take the session-wide single-writer lock without waiting; False if another run holds it."""
+        got = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK_KEY,)).fetchone()[0]
+        self.conn.commit()
+        return bool(got)
+
+    def writer_lock(self) -> None:
+        """Wait for the single-writer lock (released when the connection closes)."""
+        self.conn.execute("SELECT pg_advisory_lock(%s)", (WRITER_LOCK_KEY,))
+        self.conn.commit()
+
+    # -- writes
+
+    def copy_chunks(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
+        """Binary-COPY chunks with their vectors, inside the caller's transaction if one is open.
+
+        Chunks whose (doc_id, content_hash) is already stored must be filtered out by the caller.
+        """
+        if not chunks:
+            return 0
+        self._register_vector()
+        columns = ", ".join(CHUNK_COLUMNS)
+        with self.conn.cursor() as cur:
+            with cur.copy(f"COPY chunks ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+                copy.set_types(CHUNK_COPY_TYPES)
+                for chunk, vector in zip(chunks, vectors, strict=True):
+                    copy.write_row(chunk_row(chunk, vector))
+        return len(chunks)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of writes."""
+        with self.conn.transaction():
+            yield
+
+    def stored_hashes(self, doc_id: str) -> set[str]:
+        """Content hashes stored for one document."""
+        rows = self.conn.execute("SELECT content_hash FROM chunks WHERE doc_id = %s", (doc_id,)).fetchall()
+        return {r[0] for r in rows}
+
+    def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> int:
+        """Delete the given chunks of one document."""
+        hashes = list(hashes)
+        if not hashes:
+            return 0
+        cur = self.conn.execute(
+            "DELETE FROM chunks WHERE doc_id = %s AND content_hash = ANY(%s)", (doc_id, hashes)
+        )
+        return cur.rowcount
+
+    def document_fingerprints(self, doc_id_prefix: str = "") -> dict[str, str]:
+        """doc_id -> fingerprint for documents whose id starts with the prefix."""
+        rows = self.conn.execute(
+            "SELECT doc_id, fingerprint FROM documents WHERE starts_with(doc_id, %s)", (doc_id_prefix,)
+        ).fetchall()
+        self.conn.commit()
+        return dict(rows)
+
+    def record_document(self, doc_id: str, source_kind: str, fingerprint: str, chunk_count: int,
+                        path: str | None = None) -> None:
+        """Mark a document as completely indexed at `fingerprint`."""
+        self.conn.execute(
+            """INSERT INTO documents (doc_id, source_kind, fingerprint, chunk_count, path, indexed_at)
+               VALUES (%s, %s, %s, %s, %s, now())
+               ON CONFLICT (doc_id) DO UPDATE SET source_kind = EXCLUDED.source_kind,
+                 fingerprint = EXCLUDED.fingerprint, chunk_count = EXCLUDED.chunk_count,
+                 path = EXCLUDED.path, indexed_at = now()""",
+            (doc_id, source_kind, fingerprint, chunk_count, path),
+        )
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int:
+        """Delete documents and all their chunks; returns the number of chunks deleted."""
+        doc_ids = list(doc_ids)
+        if not doc_ids:
+            return 0
+        deleted = self.conn.execute("DELETE FROM chunks WHERE doc_id = ANY(%s)", (doc_ids,)).rowcount
+        self.conn.execute("DELETE FROM documents WHERE doc_id = ANY(%s)", (doc_ids,))
+        return deleted
+
+    # -- reads
+
+    def count_chunks(self) -> int:
+        """Number of stored chunks (0 when the schema does not exist yet)."""
+        with self.conn.cursor() as cur:
+            if cur.execute("SELECT to_regclass('chunks')").fetchone()[0] is None:
+                self.conn.commit()
+                return 0
+            count = cur.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        self.conn.commit()
+        return count
+
+    def nearest(self, vector: np.ndarray, k: int = 10) -> list[dict]:
+        """Top-k chunks by cosine similarity (HNSW when present), best first, with `score`."""
+        self._register_vector()
+        rows = self.conn.execute(
+            """SELECT id, doc_id, source_kind, source, content, title, heading, chat_name, chat_id,
+                      people, tags, started_at, ended_at, metadata, embedding <=> %(q)s AS distance
+               FROM chunks ORDER BY embedding <=> %(q)s LIMIT %(k)s""",
+            {"q": np.asarray(vector, dtype=np.float32), "k": k},
+        ).fetchall()
+        self.conn.commit()
+        names = ("id", "doc_id", "source_kind", "source", "content", "title", "heading", "chat_name",
+                 "chat_id", "people", "tags", "started_at", "ended_at", "metadata")
+        hits = []
+        for row in rows:
+            hit = dict(zip(names, row))
+            hit["score"] = 1.0 - float(row[-1])
+            hits.append(hit)
+        return hits
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # Naive times (WhatsApp .txt exports) are local wall-clock on the user's machine.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.astimezone()
+
+
+def chunk_row(chunk: Chunk, vector: np.ndarray) -> list:
+    """The COPY row for one chunk, in CHUNK_COLUMNS order."""
+    from psycopg.types.json import Jsonb
+
+    search_text = fold_text(" ".join(filter(None, [chunk.text, chunk.chat_name, *chunk.people])))
+    return [
+        chunk.doc_id, chunk.source_kind, chunk.source, chunk.content_hash, _no_nul(chunk.text),
+        _no_nul(chunk.title), _no_nul(chunk.heading), _no_nul(chunk.chat_name), _no_nul(chunk.chat_id),
+        [_no_nul(p) for p in chunk.people], [fold_text(_no_nul(p)) for p in chunk.people],
+        [_no_nul(t) for t in chunk.tags], _aware(chunk.started_at), _aware(chunk.ended_at),
+        Jsonb(_json_safe(chunk.metadata)), _no_nul(search_text), np.asarray(vector, dtype=np.float32),
+    ]
+
+
+def _json_safe(metadata: dict) -> dict:
+    # jsonb rejects \u0000 and non-JSON values (datetimes become ISO strings).
+    return json.loads(json.dumps(metadata, default=str, ensure_ascii=False).replace("\\u0000", ""))
+
+
+def _no_nul(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL characters.
+    return text.replace("\x00", "") if text else text
+
+
+def open_store(url: str | None = None, data_dir: str | Path | None = None) -> Store:
+    """Connect to the configured database (embedded unless DATABASE_URL is set)."""
+    return Store(database_url(url, data_dir))
+
