@@ -1,0 +1,68 @@
+"""Settings precedence, the documented settings file, and the optional docker-compose database."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import settings
+from conftest import PROJECT_DIR
+
+
+@pytest.fixture
+def env_file(tmp_path, monkeypatch):
+    path = tmp_path / ".env"
+    monkeypatch.setenv("PERSONAL_LLM_ENV_FILE", str(path))
+    settings._dotenv_values.cache_clear()
+    yield path
+    settings._dotenv_values.cache_clear()
+
+
+def test_flag_beats_environment_beats_dotenv_beats_default(env_file, monkeypatch):
+    assert settings.get("LLM_BACKEND") == "auto"
+    env_file.write_text("LLM_BACKEND=mlx\nOBSIDIAN_VAULT_PATH=/from/dotenv\n")
+    settings._dotenv_values.cache_clear()
+    assert settings.get("LLM_BACKEND") == "mlx"
+    monkeypatch.setenv("LLM_BACKEND", "transformers")
+    assert settings.get("LLM_BACKEND") == "transformers"
+    assert settings.get("LLM_BACKEND", "auto") == "auto"
+    assert settings.get("OBSIDIAN_VAULT_PATH") == "/from/dotenv"
+
+
+def test_empty_values_count_as_unset(env_file, monkeypatch):
+    monkeypatch.setenv("RETRIEVAL_TOP_K", "")
+    assert settings.get_int("RETRIEVAL_TOP_K") == 10
+
+
+def test_malformed_number_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("RETRIEVAL_TOP_K", "ten")
+    with pytest.raises(settings.UserError, match="RETRIEVAL_TOP_K='ten' is not a whole number"):
+        settings.get_int("RETRIEVAL_TOP_K")
+
+
+def test_backend_auto_and_default_models(monkeypatch):
+    monkeypatch.setattr(settings.sys, "platform", "linux")
+    assert settings.llm_backend_name("auto") == "transformers"
+    assert settings.llm_model_name("mlx") == "mlx-community/Meta-Llama-3-8B-Instruct-4bit"
+    assert settings.llm_model_name("transformers") == "meta-llama/Meta-Llama-3-8B-Instruct"
+    with pytest.raises(settings.UserError):
+        settings.llm_backend_name("tensorflow")
+
+
+def test_missing_local_model_folder_names_the_setting(tmp_path):
+    with pytest.raises(settings.UserError, match="set LLM_MODEL"):
+        settings.resolve_model_folder(str(tmp_path / "nothing" / "here"), "LLM_MODEL", "model")
+
+
+def test_env_example_documents_every_setting():
+    text = (PROJECT_DIR / ".env.example").read_text()
+    for name in settings.SETTINGS:
+        assert re.search(rf"^# {name}=", text, re.M), name
+
+
+def test_docker_compose_binds_loopback_only_and_has_no_default_password():
+    text = (PROJECT_DIR / "docker-compose.yml").read_text()
+    ports = re.findall(r'^\s*-\s*"?([^"\n]+:\d+)"?\s*$', text, re.M)
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
+    assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" in text
+    assert "pgvector/pgvector:pg16" in text and "healthcheck" in text
