@@ -1,0 +1,531 @@
+"""Top-k retrieval from the index: hybrid vector (HNSW) + full-text search fused by reciprocal
+rank in one SQL statement, with date / person / source-kind filters and a per-document cap.
+Also a search CLI:
+
+    python retrieve_related_content_from_db.py "what did Maria and I plan for Saturday?"
+    python retrieve_related_content_from_db.py "Kyoto trip" --since 2021-06 --person maria --json
+    printf 'query one\\nquery two\\n' | python retrieve_related_content_from_db.py - --json
+
+Hits come back best first. `Hit.score` is the cosine similarity of the passage to the query
+(0..1, comparable across modes); in hybrid mode the order follows `Hit.fused_score`, the sum of
+1/(60 + rank) over the vector and the text rankings.
+"""
+from __future__ import annotations
+
+import argparse
+import calendar
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
+
+import settings
+from chunking import MESSAGES, NOTES
+
+if TYPE_CHECKING:  # heavy modules load only when a search runs
+    from embedding_generator_multilingual import Embedder
+    from store import Store
+
+DEFAULT_TOP_K = 10
+DEFAULT_MODE = "hybrid"
+MODES = ("hybrid", "vector")
+SOURCE_KINDS = (NOTES, MESSAGES)
+# Reciprocal rank fusion constant (Cormack et al. 2009): 1 / (RRF_K + rank).
+RRF_K = 60
+# Candidates taken from each ranking before fusion and the diversity cap: enough to refill
+# the top-k after capping chatty documents.
+MIN_CANDIDATES = 50
+CANDIDATES_PER_K = 5
+# HNSW returns at most ef_search rows; keep it above the candidate count.
+DEFAULT_EF_SEARCH = 100
+# pgvector 0.6 filters after the HNSW scan: a filtered subset this small is searched exactly;
+# a larger one goes through the index with the widest beam pgvector allows.
+EXACT_SEARCH_MAX_ROWS = 20_000
+FILTERED_EF_SEARCH = 1000
+# At most this many chunks of one document (note or chat) in the top-k, while other
+# documents still have candidates.
+MAX_CHUNKS_PER_DOCUMENT = 3
+# Query words that carry no meaning for keyword search (English and Portuguese); words of
+# MIN_WORD_LENGTH characters or fewer are dropped too, in any language.
+MIN_WORD_LENGTH = 2
+MAX_QUERY_WORDS = 32
+STOPWORDS = frozenset("""
+    the and for are but not you all any can had her was one our out has him his how its may
+    new now old see two who did get got let say she too use what when where which while with
+    about after again also been before being both could does doing down during each from
+    further have having here into just more most other over same should some such than that
+    their them then there these they this those through under until very were will would your
+    yours myself ourselves tell show find know remember something anything thing things about
+    para com que uma por dos das nos nas sem sob sua seu suas seus ele ela eles elas voce voces
+    isso isto esse essa este esta aquilo aquele aquela como quando onde qual quais quem porque
+    mas mais muito muita pelo pela pelos pelas num numa foi era sao ser ter tem tinha fiz
+    fez estou estava sobre entre depois antes ainda tambem lembra lembro alguma algum coisa
+""".split())
+
+EMPTY_INDEX_HINT = (
+    "the index is empty; run `python create_and_persist_embeddings.py` first "
+    "(it reads OBSIDIAN_VAULT_PATH and WHATSAPP_WORKING_PATH)"
+)
+
+_HIT_COLUMNS = ("id", "doc_id", "source_kind", "source", "content", "title", "heading", "chat_name",
+                "chat_id", "people", "tags", "started_at", "ended_at", "metadata")
+
+
+class EmptyIndexError(settings.UserError):
+    """Nothing has been ingested yet; the message names the ingestion command."""
+
+
+@dataclass
+class SearchRequest:
+    """What to look for. Dates are inclusive; an `until` at midnight means the end of that day.
+    `people` match participants/senders or names mentioned in the text (case- and
+    accent-insensitive, whole words: "maria" finds "Maria Silva")."""
+
+    query: str
+    since: datetime | None = None
+    until: datetime | None = None
+    people: list[str] = field(default_factory=list)
+    source_kind: str | None = None  # chunking.NOTES / chunking.MESSAGES / None for both
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk with the store's columns.
+
+    `score`: cosine similarity to the query (1 - distance). `fused_score`: the RRF score that
+    ordered the hybrid results (None in vector mode). `vector_rank`/`text_rank`: 1-based rank
+    in each list before fusion (None when the chunk was not a candidate there)."""
+
+    content: str
+    source: str
+    score: float
+    doc_id: str
+    source_kind: str
+    title: str | None = None
+    heading: str | None = None
+    chat_name: str | None = None
+    chat_id: str | None = None
+    people: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    metadata: dict = field(default_factory=dict)
+    fused_score: float | None = None
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    chunk_id: int | None = None
+
+    def to_json(self) -> dict:
+        """A JSON-safe dict (datetimes as ISO 8601 strings)."""
+        return {
+            "source": self.source, "content": self.content, "score": round(self.score, 6),
+            "fused_score": None if self.fused_score is None else round(self.fused_score, 6),
+            "vector_rank": self.vector_rank, "text_rank": self.text_rank,
+            "doc_id": self.doc_id, "source_kind": self.source_kind, "title": self.title,
+            "heading": self.heading, "chat_name": self.chat_name, "chat_id": self.chat_id,
+            "people": list(self.people), "tags": list(self.tags),
+            "started_at": _iso(self.started_at), "ended_at": _iso(self.ended_at),
+            "metadata": self.metadata,
+        }
+
+
+@dataclass
+class SearchResult:
+    """Hits best first, plus what was actually applied.
+
+    `fell_back`: the filtered search found nothing, so these are unfiltered results and
+    `note` says so in a sentence fit for the user."""
+
+    hits: list[Hit]
+    request: SearchRequest
+    filters_applied: dict
+    fell_back: bool = False
+    note: str | None = None
+
+
+# ---------------------------------------------------------------- dates
+
+
+def parse_date(text: str, end: bool = False) -> datetime:
+    """`YYYY`, `YYYY-MM`, `YYYY-MM-DD` or an ISO datetime -> local aware datetime; with `end`,
+    the last instant of that year/month/day: `parse_date("2021-06", end=True)` is
+    2021-06-30 23:59:59.999999. Raises ValueError on anything else."""
+    text = text.strip()
+    match = re.fullmatch(r"(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?", text)
+    if match:
+        year, month, day = int(match[1]), match[2], match[3]
+        if month is None:
+            first, last = date(year, 1, 1), date(year, 12, 31)
+        elif day is None:
+            month = int(month)
+            first = date(year, month, 1)
+            last = date(year, month, calendar.monthrange(year, month)[1])
+        else:
+            first = last = date(year, int(month), int(day))
+        moment = datetime.combine(last, time.max) if end else datetime.combine(first, time.min)
+        return moment.astimezone()
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _as_bound(moment: datetime | date | None, end: bool) -> datetime | None:
+    # A bare date (or an `until` at exactly midnight) stands for the whole day.
+    if moment is None:
+        return None
+    if not isinstance(moment, datetime):
+        moment = datetime.combine(moment, time.max if end else time.min)
+    elif end and moment.timetz().replace(tzinfo=None) == time.min:
+        moment = moment + timedelta(days=1) - timedelta(microseconds=1)
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+# ---------------------------------------------------------------- SQL pieces
+
+
+def text_query_words(query: str) -> list[str]:
+    """The meaningful, accent-folded words of a query, for an OR full-text match:
+    `text_query_words("Quando a Márcia foi a Kyoto?") == ["marcia", "kyoto"]`."""
+    from store import fold_text
+
+    words: list[str] = []
+    for word in re.findall(r"[^\W_]+", fold_text(query)):
+        if len(word) <= MIN_WORD_LENGTH or word in STOPWORDS or word in words:
+            continue
+        words.append(word)
+    return words[:MAX_QUERY_WORDS]
+
+
+def _tsquery_text(words: list[str]) -> str:
+    # Words are letters/digits only, so quoting them keeps tsquery syntax out of user hands.
+    return " | ".join(f"'{w}'" for w in words)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filter_sql(request: SearchRequest, params: dict):
+    """The WHERE condition for the request's filters (None when unfiltered) and what it applies."""
+    from psycopg import sql
+
+    from store import fold_text
+
+    conditions = []
+    applied: dict = {}
+    since = _as_bound(request.since, end=False)
+    until = _as_bound(request.until, end=True)
+    # The chunk's [started_at, ended_at] span overlaps the requested range.
+    if since is not None:
+        params["since"] = since
+        conditions.append(sql.SQL("coalesce(ended_at, started_at) >= %(since)s"))
+        applied["since"] = since.isoformat()
+    if until is not None:
+        params["until"] = until
+        conditions.append(sql.SQL("coalesce(started_at, ended_at) <= %(until)s"))
+        applied["until"] = until.isoformat()
+    names = [fold_text(p).strip() for p in request.people]
+    names = [" ".join(n.split()) for n in names if n.strip()]
+    if names:
+        # Whole-word match inside a participant's name, or the name mentioned in the text.
+        params["name_patterns"] = [f"% {_like_escape(n)} %" for n in names]
+        params["name_phrases"] = names
+        conditions.append(sql.SQL(
+            "(EXISTS (SELECT 1 FROM unnest(people_folded) AS p, unnest(%(name_patterns)s::text[]) AS pat "
+            "WHERE ' ' || p || ' ' LIKE pat)"
+            " OR EXISTS (SELECT 1 FROM unnest(%(name_phrases)s::text[]) AS n "
+            "WHERE tsv @@ phraseto_tsquery('simple', n)))"
+        ))
+        applied["people"] = list(request.people)
+    if request.source_kind:
+        if request.source_kind not in SOURCE_KINDS:
+            raise settings.UserError(f"source kind {request.source_kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+        params["source_kind"] = request.source_kind
+        conditions.append(sql.SQL("source_kind = %(source_kind)s"))
+        applied["source_kind"] = request.source_kind
+    if not conditions:
+        return None, applied
+    return sql.SQL(" AND ").join(conditions), applied
+
+
+def _search_sql(where, mode: str, exact: bool, with_text: bool):
+    """One statement: vector candidates, text candidates, fused by reciprocal rank."""
+    from psycopg import sql
+
+    where_clause = sql.SQL("WHERE {}").format(where) if where is not None else sql.SQL("")
+    if exact:
+        # A small filtered subset: exact distances over it (a CTE cannot use the HNSW index).
+        vector_cte = sql.SQL("subset_rows AS MATERIALIZED (SELECT id, embedding FROM chunks {where}),\n").format(
+            where=where_clause)
+        vector_source = sql.SQL("subset_rows")
+    else:
+        vector_cte = sql.SQL("")
+        vector_source = sql.SQL("chunks {where}").format(where=where_clause)
+    parts = [vector_cte, sql.SQL(
+        """vector_hits AS (
+    SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM (
+        SELECT id, embedding <=> %(q)s AS distance FROM {source}
+        ORDER BY embedding <=> %(q)s LIMIT %(n)s) AS nearest)""").format(source=vector_source)]
+    if mode == "hybrid" and with_text:
+        text_where = sql.SQL("AND {}").format(where) if where is not None else sql.SQL("")
+        parts.append(sql.SQL(
+            """,
+text_hits AS (
+    SELECT id, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
+        SELECT id, ts_rank_cd(tsv, to_tsquery('simple', %(tsq)s)) AS text_score FROM chunks
+        WHERE tsv @@ to_tsquery('simple', %(tsq)s) {where}
+        ORDER BY text_score DESC, id LIMIT %(n)s) AS matched),
+fused AS (
+    SELECT coalesce(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
+           coalesce(1.0 / ({rrf} + v.rank), 0) + coalesce(1.0 / ({rrf} + t.rank), 0) AS fused_score
+    FROM vector_hits AS v FULL OUTER JOIN text_hits AS t ON v.id = t.id)""").format(
+            where=text_where, rrf=sql.Literal(RRF_K)))
+    else:
+        parts.append(sql.SQL(
+            """,
+fused AS (SELECT id, rank AS vector_rank, NULL::bigint AS text_rank,
+                 1.0 / ({rrf} + rank) AS fused_score FROM vector_hits)""").format(rrf=sql.Literal(RRF_K)))
+    columns = sql.SQL(", ").join(sql.SQL("c.") + sql.Identifier(c) for c in _HIT_COLUMNS)
+    return sql.SQL(
+        """WITH {ctes}
+SELECT {columns}, 1 - (c.embedding <=> %(q)s) AS similarity,
+       f.fused_score, f.vector_rank, f.text_rank
+FROM fused AS f JOIN chunks AS c ON c.id = f.id
+ORDER BY f.fused_score DESC, f.vector_rank NULLS LAST, c.id""").format(
+        ctes=sql.SQL("").join(parts), columns=columns)
+
+
+def _count_at_most(store: "Store", where, params: dict, limit: int) -> int:
+    from psycopg import sql
+
+    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {} LIMIT %(count_limit)s) AS s").format(where)
+    return store.conn.execute(query, {**params, "count_limit": limit}).fetchone()[0]
+
+
+def _row_to_hit(row, mode: str) -> Hit:
+    values = dict(zip(_HIT_COLUMNS, row[: len(_HIT_COLUMNS)]))
+    similarity, fused, vector_rank, text_rank = row[len(_HIT_COLUMNS):]
+    return Hit(
+        content=values["content"], source=values["source"], score=float(similarity),
+        doc_id=values["doc_id"], source_kind=values["source_kind"], title=values["title"],
+        heading=values["heading"], chat_name=values["chat_name"], chat_id=values["chat_id"],
+        people=list(values["people"] or []), tags=list(values["tags"] or []),
+        started_at=values["started_at"], ended_at=values["ended_at"], metadata=values["metadata"] or {},
+        fused_score=float(fused) if mode == "hybrid" else None,
+        vector_rank=vector_rank, text_rank=text_rank, chunk_id=values["id"],
+    )
+
+
+def diversify(hits: list[Hit], k: int, per_document: int = MAX_CHUNKS_PER_DOCUMENT) -> list[Hit]:
+    """The best `k` hits with at most `per_document` per doc_id; when too few other documents
+    have candidates, the capped ones fill the remaining slots (best first) so the list stays full.
+    "12 hits from one chat and 2 notes, k=5, cap 3 -> 3 chat + 2 notes"."""
+    kept: list[Hit] = []
+    held_back: list[Hit] = []
+    per_doc: dict[str, int] = {}
+    for hit in hits:
+        if len(kept) == k:
+            break
+        if per_doc.get(hit.doc_id, 0) >= per_document:
+            held_back.append(hit)
+            continue
+        per_doc[hit.doc_id] = per_doc.get(hit.doc_id, 0) + 1
+        kept.append(hit)
+    if len(kept) < k:
+        order = {id(h): i for i, h in enumerate(hits)}
+        kept = sorted(kept + held_back[: k - len(kept)], key=lambda h: order[id(h)])
+    return kept
+
+
+# ---------------------------------------------------------------- search
+
+
+def check_index(store: "Store", embedder: "Embedder") -> None:
+    """Raise EmptyIndexError for a database never ingested into, and the store's rebuild
+    message when the index was built with another model."""
+    info = store.index_info()
+    if info is None:
+        raise EmptyIndexError(EMPTY_INDEX_HINT)
+    if (info.model, info.dimension) != (embedder.name, embedder.dimension):
+        store.ensure_schema(embedder.name, embedder.dimension)  # raises the rebuild message
+    store._register_vector()
+
+
+def _run(store: "Store", vector, request: SearchRequest, k: int, mode: str, use_filters: bool,
+         explain: bool = False):
+    """Run one search statement; returns (rows, applied filters) or the plan text with `explain`."""
+    import numpy as np
+    from psycopg import sql
+
+    params: dict = {"q": np.asarray(vector, dtype=np.float32)}
+    where, applied = _filter_sql(request, params) if use_filters else (None, {})
+    candidates = max(MIN_CANDIDATES, CANDIDATES_PER_K * k)
+    params["n"] = candidates
+    words = text_query_words(request.query) if mode == "hybrid" else []
+    params["tsq"] = _tsquery_text(words)
+    with store.conn.transaction():
+        exact = False
+        ef_search = max(DEFAULT_EF_SEARCH, candidates)
+        if where is not None:
+            exact = _count_at_most(store, where, params, EXACT_SEARCH_MAX_ROWS + 1) <= EXACT_SEARCH_MAX_ROWS
+            ef_search = max(FILTERED_EF_SEARCH, candidates)
+        store.conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(ef_search, 1000)),))
+        statement = _search_sql(where, mode, exact, with_text=bool(words))
+        if explain:
+            rows = store.conn.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall()
+            return "\n".join(r[0] for r in rows), applied
+        rows = store.conn.execute(statement, params).fetchall()
+    return rows, applied
+
+
+def search(store: "Store", embedder: "Embedder", request: SearchRequest, k: int = DEFAULT_TOP_K,
+           mode: str = DEFAULT_MODE) -> SearchResult:
+    """The top-`k` chunks for `request`, best first (see the module docstring for the scores).
+
+    A filtered search that finds nothing is repeated without filters (`fell_back`, `note`).
+    Raises EmptyIndexError when nothing was ingested, UserError for a model mismatch."""
+    if mode not in MODES:
+        raise settings.UserError(f"search mode {mode!r} is not one of {', '.join(MODES)}")
+    check_index(store, embedder)
+    vector = embedder.embed_query(request.query)
+    return search_vector(store, vector, request, k, mode)
+
+
+def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAULT_TOP_K,
+                  mode: str = DEFAULT_MODE) -> SearchResult:
+    """`search` with the query already embedded (benchmarks, tests with chosen vectors)."""
+    rows, applied = _run(store, vector, request, k, mode, use_filters=True)
+    fell_back, note = False, None
+    if not rows and applied:
+        what = " and ".join(_describe(applied))
+        note = f"no passages matched the {what} filter; showing unfiltered results"
+        fell_back, applied = True, {}
+        rows, _ = _run(store, vector, request, k, mode, use_filters=False)
+    if not rows:
+        raise EmptyIndexError(EMPTY_INDEX_HINT)
+    hits = diversify([_row_to_hit(row, mode) for row in rows], k)
+    return SearchResult(hits=hits, request=request, filters_applied=applied, fell_back=fell_back, note=note)
+
+
+def explain_search(store: "Store", vector, request: SearchRequest, k: int = DEFAULT_TOP_K,
+                   mode: str = DEFAULT_MODE) -> str:
+    """The query plan of the statement `search` would run (to check the HNSW index is used)."""
+    store._register_vector()
+    plan, _ = _run(store, vector, request, k, mode, use_filters=True, explain=True)
+    return plan
+
+
+def _describe(applied: dict) -> list[str]:
+    parts = []
+    if "since" in applied or "until" in applied:
+        parts.append("date")
+    if "people" in applied:
+        parts.append("person")
+    if "source_kind" in applied:
+        parts.append("source")
+    return parts
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def format_hit(rank: int, hit: Hit, lines: int = 3) -> str:
+    """A hit for the terminal: rank, score, source, date span, the first lines of text."""
+    span = ""
+    if hit.started_at is not None:
+        start = hit.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        end = hit.ended_at.astimezone().strftime("%Y-%m-%d %H:%M") if hit.ended_at else start
+        span = f"  {start}" + (f" .. {end}" if end != start else "")
+    text = [line for line in hit.content.splitlines() if line.strip()][:lines]
+    body = "\n".join(f"    {line[:200]}" for line in text)
+    return f"{rank:2d}. {hit.score:.3f}  {hit.source}{span}\n{body}"
+
+
+def _result_json(result: SearchResult) -> list[dict]:
+    # The array the issue asks for; each hit carries the filters that produced it.
+    return [{**hit.to_json(), "filters": result.filters_applied, "fell_back": result.fell_back}
+            for hit in result.hits]
+
+
+def setup_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Search your indexed notes and messages (hybrid vector + keyword search).")
+    parser.add_argument("query", help='what to look for; "-" reads one query per line from stdin (JSON Lines out)')
+    parser.add_argument("-k", type=int, default=None, help=f"number of passages (RETRIEVAL_TOP_K, default {DEFAULT_TOP_K})")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON array of hits (source, content, score, metadata, applied filters)")
+    parser.add_argument("--since", help="only passages from this date on: YYYY, YYYY-MM or YYYY-MM-DD")
+    parser.add_argument("--until", help="only passages up to this date (inclusive): YYYY, YYYY-MM or YYYY-MM-DD")
+    parser.add_argument("--person", action="append", default=[], help="only passages with/about this person (repeatable)")
+    parser.add_argument("--source", choices=SOURCE_KINDS, help="only notes or only messages")
+    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (default) or vector only")
+    parser.add_argument("--database-url", help="PostgreSQL URL (DATABASE_URL); unset: the embedded server")
+    parser.add_argument("--data-dir", help="data folder of the embedded server (PERSONAL_LLM_DATA_DIR)")
+    parser.add_argument("--embedding-model", help="hub id or folder (EMBEDDING_MODEL); must be the one used to ingest")
+    return parser
+
+
+def _parse_cli_date(text: str | None, flag: str, end: bool) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_date(text, end=end)
+    except ValueError:
+        raise settings.UserError(f"{flag} {text!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = setup_arg_parser().parse_args(argv)
+    import psycopg
+
+    from embedding_generator_multilingual import load_embedder
+    from store import open_store
+
+    k = settings.get_int("RETRIEVAL_TOP_K", args.k)
+    if k is None or k < 1:
+        raise settings.UserError(f"-k {k} must be at least 1")
+    since = _parse_cli_date(args.since, "--since", end=False)
+    until = _parse_cli_date(args.until, "--until", end=True)
+    if since and until and since > until:
+        raise settings.UserError(f"--since {args.since} is after --until {args.until}")
+    if args.query == "-":
+        queries = (line.strip() for line in sys.stdin)
+    else:
+        if not args.query.strip():
+            raise settings.UserError('the query is empty; pass some words, or "-" to read queries from stdin')
+        queries = iter([args.query])
+    try:
+        with open_store(args.database_url, args.data_dir) as store:
+            if store.index_info() is None:
+                raise EmptyIndexError(EMPTY_INDEX_HINT)
+            embedder = load_embedder(args.embedding_model)
+            check_index(store, embedder)
+            for query in queries:
+                if not query:
+                    continue
+                request = SearchRequest(query, since=since, until=until, people=args.person,
+                                        source_kind=args.source)
+                result = search(store, embedder, request, k=k, mode=args.mode)
+                if result.note:
+                    print(f"note: {result.note}", file=sys.stderr)
+                if args.json or args.query == "-":
+                    print(json.dumps(_result_json(result), ensure_ascii=False), flush=True)
+                    continue
+                if result.filters_applied:
+                    shown = ", ".join(f"{key}={value}" for key, value in result.filters_applied.items())
+                    print(f"filters: {shown}")
+                for rank, hit in enumerate(result.hits, 1):
+                    print(format_hit(rank, hit))
+    except psycopg.Error as err:
+        first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+        raise settings.UserError(f"database error during search ({first}); check DATABASE_URL and the server log")
+    return 0
+
+
+if __name__ == "__main__":
+    settings.run_cli(main)
