@@ -323,8 +323,9 @@ def _row_to_hit(row, mode: str) -> Hit:
 
 def diversify(hits: list[Hit], k: int, per_document: int = MAX_CHUNKS_PER_DOCUMENT) -> list[Hit]:
     """The best `k` hits with at most `per_document` per doc_id; when too few other documents
-    have candidates, the capped ones fill the remaining slots (best first) so the list stays full.
-    "12 hits from one chat and 2 notes, k=5, cap 3 -> 3 chat + 2 notes"."""
+    have candidates, the capped ones fill the remaining slots (after the others, best first)
+    so the list stays full. "12 hits from one chat and 2 notes, k=5, cap 3 -> 3 chat + 2 notes";
+    "a0 a1 a2 a3 b0, k=5, cap 2 -> a0 a1 b0 a2 a3"."""
     kept: list[Hit] = []
     held_back: list[Hit] = []
     per_doc: dict[str, int] = {}
@@ -336,10 +337,9 @@ def diversify(hits: list[Hit], k: int, per_document: int = MAX_CHUNKS_PER_DOCUME
             continue
         per_doc[hit.doc_id] = per_doc.get(hit.doc_id, 0) + 1
         kept.append(hit)
-    if len(kept) < k:
-        order = {id(h): i for i, h in enumerate(hits)}
-        kept = sorted(kept + held_back[: k - len(kept)], key=lambda h: order[id(h)])
-    return kept
+    # Refills go last: the cap decides priority, so they are the first to go when the
+    # prompt runs short of room.
+    return kept + held_back[: k - len(kept)]
 
 
 # ---------------------------------------------------------------- search

@@ -1,0 +1,399 @@
+"""Retrieval against a real embedded PostgreSQL + pgvector: reciprocal-rank fusion, filters,
+fallback, diversity, the HNSW plan, and the search CLI (with the real packaged model)."""
+from __future__ import annotations
+
+import io
+import json
+from datetime import date, datetime, timezone
+
+import numpy as np
+import psycopg
+import pytest
+
+import retrieve_related_content_from_db as retrieval
+import settings
+import store
+from chunking import MESSAGES, NOTES, Chunk
+from retrieve_related_content_from_db import SearchRequest
+
+DIM = 4
+UTC = timezone.utc
+
+
+class FakeEmbedder:
+    """Returns chosen query vectors, so rankings are exactly known; records what it embedded."""
+
+    name = "fake-embedder"
+    dimension = DIM
+
+    def __init__(self, vector=None):
+        self.vector = unit([1, 0, 0, 0] if vector is None else vector)
+        self.queries: list[str] = []
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.queries.append(text)
+        return self.vector
+
+
+def unit(values) -> np.ndarray:
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def at_cosine(c: float, spread: int = 1) -> np.ndarray:
+    """A unit vector whose cosine with [1, 0, 0, 0] is exactly `c`."""
+    rest = np.zeros(DIM - 1)
+    rest[spread % (DIM - 1)] = np.sqrt(1 - c * c)
+    return np.asarray([c, *rest], dtype=np.float32)
+
+
+def note(name: str, text: str, **fields) -> Chunk:
+    values = dict(text=text, source=f"<obsidian>:{name}", doc_id=f"obsidian:{name}.md", source_kind=NOTES,
+                  title=name)
+    values.update(fields)
+    return Chunk(**values)
+
+
+def chat_chunk(name: str, text: str, people: list[str], when: datetime, until: datetime | None = None,
+               doc: str | None = None) -> Chunk:
+    return Chunk(text=text, source=f"<whatsapp>:{name}", doc_id=doc or f"whatsapp:{name}", source_kind=MESSAGES,
+                 chat_name=name, chat_id=f"{name}@chat", people=people, started_at=when, ended_at=until or when)
+
+
+@pytest.fixture
+def db(database_url):
+    with store.Store(database_url) as opened:
+        opened.ensure_schema(FakeEmbedder.name, DIM)
+        yield opened
+
+
+def fill(db: store.Store, chunks: list[Chunk], vectors) -> None:
+    with db.transaction():
+        db.copy_chunks(chunks, np.asarray(vectors, dtype=np.float32))
+    db.conn.execute("ANALYZE chunks")
+    db.conn.commit()
+
+
+def sources(result) -> list[str]:
+    return [hit.source for hit in result.hits]
+
+
+# ---------------------------------------------------------------- fusion
+
+
+def test_hybrid_order_is_reciprocal_rank_fusion_of_the_two_rankings(db):
+    # Vector ranking A>B>C>D>E; text ranking (query word "quokka") E (twice) > C (once).
+    cosines = {"A": 0.9, "B": 0.8, "C": 0.7, "D": 0.6, "E": 0.5}
+    texts = {"A": "ferry timetable", "B": "museum tickets", "C": "the quokka selfie",
+             "D": "packing list", "E": "quokka island, another quokka photo"}
+    fill(db, [note(n, texts[n]) for n in cosines], [at_cosine(c) for c in cosines.values()])
+    vector_rank = {n: i + 1 for i, n in enumerate(cosines)}
+    text_rank = {"E": 1, "C": 2}
+    fused = {n: 1 / (60 + vector_rank[n]) + (1 / (60 + text_rank[n]) if n in text_rank else 0) for n in cosines}
+    expected = sorted(cosines, key=lambda n: -fused[n])
+    assert expected == ["C", "E", "A", "B", "D"]  # both lists disagree with the fused order
+
+    result = retrieval.search(db, FakeEmbedder(), SearchRequest("where is that quokka?"), k=10)
+    assert sources(result) == [f"<obsidian>:{n}" for n in expected]
+    for hit in result.hits:
+        name = hit.title
+        assert hit.fused_score == pytest.approx(fused[name])
+        assert hit.score == pytest.approx(cosines[name], abs=1e-5)  # score is cosine similarity
+        assert hit.vector_rank == vector_rank[name]
+        assert hit.text_rank == text_rank.get(name)
+
+    vector_only = retrieval.search(db, FakeEmbedder(), SearchRequest("where is that quokka?"), k=10, mode="vector")
+    assert sources(vector_only) == [f"<obsidian>:{n}" for n in cosines]
+    assert all(hit.fused_score is None and hit.text_rank is None for hit in vector_only.hits)
+
+
+def test_keyword_match_is_accent_and_case_insensitive_and_any_word_counts(db):
+    fill(db, [note("far", "nothing relevant here"), note("kw", "Reunião com o JOÃO sobre orçamento")],
+         [at_cosine(0.9), at_cosine(0.1)])
+    result = retrieval.search(db, FakeEmbedder(), SearchRequest("joao reuniao budget tomorrow"), k=2)
+    assert sources(result) == ["<obsidian>:kw", "<obsidian>:far"]
+    assert result.hits[0].text_rank == 1
+
+
+def test_query_words_drop_short_and_stop_words_and_fold_accents():
+    assert retrieval.text_query_words("Quando a Márcia foi a Kyoto?") == ["marcia", "kyoto"]
+    assert retrieval.text_query_words("what did Maria and I plan for Saturday?") == ["maria", "plan", "saturday"]
+    assert retrieval.text_query_words("a & | ! :* ( 'x") == []
+
+
+# ---------------------------------------------------------------- filters
+
+
+def test_date_filter_keeps_chunks_whose_span_overlaps_the_range(db):
+    chunks = [
+        chat_chunk("May", "may talk", ["Ana"], datetime(2021, 5, 20, tzinfo=UTC)),
+        chat_chunk("Across", "spans into June", ["Ana"], datetime(2021, 5, 31, 22, tzinfo=UTC),
+                   datetime(2021, 6, 1, 1, tzinfo=UTC)),
+        chat_chunk("June", "june talk", ["Ana"], datetime(2021, 6, 15, tzinfo=UTC)),
+        chat_chunk("LastDay", "last day", ["Ana"], datetime(2021, 6, 30, 18, tzinfo=UTC)),
+        chat_chunk("July", "july talk", ["Ana"], datetime(2021, 7, 2, tzinfo=UTC)),
+        note("Undated", "no date at all"),
+    ]
+    fill(db, chunks, [at_cosine(0.9 - i / 10) for i in range(len(chunks))])
+    request = SearchRequest("talk", since=datetime(2021, 6, 1, tzinfo=UTC), until=datetime(2021, 6, 30, tzinfo=UTC))
+    result = retrieval.search(db, FakeEmbedder(), request, k=10)
+    assert sorted(sources(result)) == ["<whatsapp>:Across", "<whatsapp>:June", "<whatsapp>:LastDay"]
+    assert not result.fell_back
+    # An `until` at midnight is the whole day; the filters are reported JSON-safe.
+    assert result.filters_applied == {"since": "2021-06-01T00:00:00+00:00",
+                                      "until": "2021-06-30T23:59:59.999999+00:00"}
+    json.dumps(result.filters_applied)
+    only_since = retrieval.search(db, FakeEmbedder(), SearchRequest("talk", since=datetime(2021, 7, 1, tzinfo=UTC)))
+    assert sources(only_since) == ["<whatsapp>:July"]
+
+
+def test_person_filter_matches_names_case_and_accent_insensitively_by_whole_word(db):
+    chunks = [
+        chat_chunk("Maria Silva", "see you saturday", ["María Silva", "Me"], datetime(2021, 6, 1, tzinfo=UTC)),
+        chat_chunk("Mariana", "lunch?", ["Mariana Costa", "Me"], datetime(2021, 6, 1, tzinfo=UTC)),
+        chat_chunk("JOSÉ", "the boat trip", ["José Alves", "Me"], datetime(2021, 6, 1, tzinfo=UTC)),
+        note("Diary", "Long walk with Maria by the river"),
+        note("Other", "groceries and chores"),
+    ]
+    fill(db, chunks, [at_cosine(0.9 - i / 10) for i in range(len(chunks))])
+
+    def found(*people):
+        result = retrieval.search(db, FakeEmbedder(), SearchRequest("plans", people=list(people)), k=10)
+        return sorted(hit.source for hit in result.hits) if not result.fell_back else "fell back"
+
+    maria = ["<obsidian>:Diary", "<whatsapp>:Maria Silva"]
+    assert found("maria") == maria  # participant (accented) and mentioned in a note
+    assert found("MARIA") == maria
+    assert found("Maria Silva") == ["<whatsapp>:Maria Silva"]
+    assert found("silva") == ["<whatsapp>:Maria Silva"]
+    assert found("jose") == found("JOSÉ") == ["<whatsapp>:JOSÉ"]
+    assert found("mari") == "fell back"  # a fragment of a name is not a name
+    assert found("jose", "mariana") == ["<whatsapp>:JOSÉ", "<whatsapp>:Mariana"]  # any of the people
+
+
+def test_source_kind_filter(db):
+    chunks = [note("N1", "alpha"), chat_chunk("C1", "alpha", ["Bo"], datetime(2021, 1, 1, tzinfo=UTC)),
+              note("N2", "beta")]
+    fill(db, chunks, [at_cosine(0.9), at_cosine(0.8), at_cosine(0.7)])
+    notes = retrieval.search(db, FakeEmbedder(), SearchRequest("alpha", source_kind=NOTES))
+    messages = retrieval.search(db, FakeEmbedder(), SearchRequest("alpha", source_kind=MESSAGES))
+    assert sources(notes) == ["<obsidian>:N1", "<obsidian>:N2"]
+    assert sources(messages) == ["<whatsapp>:C1"]
+    assert messages.filters_applied == {"source_kind": "messages"}
+    with pytest.raises(settings.UserError, match="not one of notes, messages"):
+        retrieval.search(db, FakeEmbedder(), SearchRequest("alpha", source_kind="emails"))
+
+
+def test_selective_filter_still_returns_a_full_top_k_through_the_index(db):
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(2000, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    matching = set(range(3, 2000, 133))  # 15 chunks, scattered, mostly far from the query
+    chunks = [
+        chat_chunk(f"chat{i}", f"message {i}", ["Rare Person"] if i in matching else ["Someone Else"],
+                   datetime(2020, 1, 1, tzinfo=UTC))
+        for i in range(2000)
+    ]
+    fill(db, chunks, vectors)
+    query = unit(vectors[0] + 0.01)
+    embedder = FakeEmbedder(query)
+    result = retrieval.search(db, embedder, SearchRequest("message", people=["rare person"]), k=10, mode="vector")
+    expected = sorted(matching, key=lambda i: -(vectors[i] @ query))[:10]
+    assert [hit.source for hit in result.hits] == [f"<whatsapp>:chat{i}" for i in expected]
+    hybrid = retrieval.search(db, embedder, SearchRequest("message", people=["rare person"]), k=10)
+    assert len(hybrid.hits) == 10 and all(hit.people == ["Rare Person"] for hit in hybrid.hits)
+
+
+def test_filter_that_matches_nothing_falls_back_to_unfiltered_results_and_says_so(db):
+    fill(db, [note("A", "alpha"), note("B", "beta")], [at_cosine(0.9), at_cosine(0.8)])
+    request = SearchRequest("alpha", people=["Nobody"], since=datetime(2030, 1, 1, tzinfo=UTC))
+    result = retrieval.search(db, FakeEmbedder(), request)
+    assert result.fell_back
+    assert sources(result) == ["<obsidian>:A", "<obsidian>:B"]
+    assert result.note == "no passages matched the date and person filter; showing unfiltered results"
+    assert result.filters_applied == {}
+    assert result.request is request
+
+
+def test_hostile_strings_are_just_text(db):
+    fill(db, [note("A", "it's 100% done; DROP TABLE chunks; --"), note("B", "beta")], [at_cosine(0.9), at_cosine(0.8)])
+    for query in ["'; DROP TABLE chunks; --", "a & b | !c :* (d", "100%", "\\", "' OR '1'='1", ")"]:
+        assert len(retrieval.search(db, FakeEmbedder(), SearchRequest(query)).hits) == 2
+    result = retrieval.search(db, FakeEmbedder(), SearchRequest("done", people=["x' OR '1'='1", "%", "_"]))
+    assert result.fell_back  # the wildcards matched nobody
+    result = retrieval.search(db, FakeEmbedder(), SearchRequest("x", source_kind=NOTES, people=["drop table"]))
+    assert sources(result) == ["<obsidian>:A"]  # found as a mention, not run as SQL
+    assert db.count_chunks() == 2
+
+
+# ---------------------------------------------------------------- diversity
+
+
+def test_one_chatty_document_cannot_crowd_out_the_rest(db):
+    chat = [chat_chunk("Group", f"group message {i}", ["A", "B"], datetime(2021, 1, 1, tzinfo=UTC), doc="whatsapp:group")
+            for i in range(10)]
+    notes = [note(f"N{i}", f"note {i}") for i in range(10)]
+    fill(db, chat + notes, [at_cosine(0.95 - i / 100) for i in range(10)] + [at_cosine(0.5 - i / 100) for i in range(10)])
+    hits = retrieval.search(db, FakeEmbedder(), SearchRequest("group"), k=10).hits
+    assert [hit.doc_id for hit in hits].count("whatsapp:group") == retrieval.MAX_CHUNKS_PER_DOCUMENT
+    assert [hit.content for hit in hits[:3]] == ["group message 0", "group message 1", "group message 2"]
+    assert len(hits) == 10
+    # With nothing else to show, the capped chunks fill the list again.
+    alone = retrieval.search(db, FakeEmbedder(), SearchRequest("group", source_kind=MESSAGES), k=10).hits
+    assert [hit.content for hit in alone] == [f"group message {i}" for i in range(10)]
+
+
+def test_diversify_keeps_rank_order_when_refilling():
+    def hit(doc, n):
+        return retrieval.Hit(content=f"{doc}{n}", source=doc, score=0.0, doc_id=doc, source_kind=NOTES)
+
+    hits = [hit("a", i) for i in range(5)] + [hit("b", 0)] + [hit("a", 5)]
+    assert [h.content for h in retrieval.diversify(hits, 5, per_document=2)] == ["a0", "a1", "b0", "a2", "a3"]
+    assert [h.content for h in retrieval.diversify(hits, 3, per_document=2)] == ["a0", "a1", "b0"]
+
+
+# ---------------------------------------------------------------- index use and checks
+
+
+def test_unfiltered_search_uses_the_hnsw_index(db):
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(300, DIM)).astype(np.float32)
+    fill(db, [note(f"n{i}", f"text {i}") for i in range(300)], vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    db.ensure_vector_index()
+    for mode in retrieval.MODES:
+        plan = retrieval.explain_search(db, unit([1, 2, 3, 4]), SearchRequest("text 5"), mode=mode)
+        assert "chunks_embedding_hnsw" in plan, plan
+    filtered = retrieval.explain_search(db, unit([1, 2, 3, 4]), SearchRequest("text", source_kind=NOTES), mode="vector")
+    assert "chunks_embedding_hnsw" not in filtered  # a small filtered subset is searched exactly
+
+
+def test_index_built_with_another_model_gets_the_rebuild_message(database_url):
+    with store.Store(database_url) as other:
+        other.ensure_schema("some-other-model", DIM)
+        with pytest.raises(settings.UserError, match="Re-run ingestion with --rebuild"):
+            retrieval.search(other, FakeEmbedder(), SearchRequest("x"))
+
+
+def test_empty_index_raises_the_ingestion_hint(database_url):
+    with store.Store(database_url) as fresh:
+        with pytest.raises(retrieval.EmptyIndexError, match="python create_and_persist_embeddings.py"):
+            retrieval.search(fresh, FakeEmbedder(), SearchRequest("x"))
+        fresh.ensure_schema(FakeEmbedder.name, DIM)
+        with pytest.raises(retrieval.EmptyIndexError):
+            retrieval.search(fresh, FakeEmbedder(), SearchRequest("x"))
+
+
+def test_parse_date_accepts_year_month_day_and_ends_them():
+    local = datetime(2021, 1, 1).astimezone().tzinfo
+    assert retrieval.parse_date("2021") == datetime(2021, 1, 1, tzinfo=local)
+    assert retrieval.parse_date("2021", end=True) == datetime(2021, 12, 31, 23, 59, 59, 999999).astimezone()
+    assert retrieval.parse_date("2024-02", end=True).date() == date(2024, 2, 29)
+    assert retrieval.parse_date("2021-06-05").date() == date(2021, 6, 5)
+    assert retrieval.parse_date("2021-06-05T10:30:00+02:00").utcoffset().total_seconds() == 7200
+    for bad in ("yesterday", "2021-13", "21-06-05", ""):
+        with pytest.raises(ValueError):
+            retrieval.parse_date(bad)
+
+
+def test_hit_to_json_is_json_safe():
+    when = datetime(2021, 6, 26, 10, 15, tzinfo=UTC)
+    hit = retrieval.Hit(content="x", source="s", score=0.5, doc_id="d", source_kind=MESSAGES, people=["Ana"],
+                        started_at=when, ended_at=when, metadata={"ids": [1]})
+    data = json.loads(json.dumps(hit.to_json()))
+    assert data["started_at"] == "2021-06-26T10:15:00+00:00"
+    assert {"source", "content", "score", "metadata", "people", "doc_id"} <= set(data)
+
+
+# ---------------------------------------------------------------- CLI (real model)
+
+
+@pytest.fixture
+def real_index(database_url, embedder):
+    texts = [
+        (note("Travel/Kyoto", "Kyoto trip: we visited the bamboo forest and Fushimi Inari shrine."), None),
+        (note("Cooking/Bread", "Sourdough bread recipe: flour, water, salt and a lively starter."), None),
+        (chat_chunk("Maria Silva", "Maria: shall we go hiking on Saturday at the waterfall?",
+                    ["Maria Silva", "Me"], datetime(2021, 6, 25, 9, tzinfo=UTC)), None),
+        (chat_chunk("Bob", "Bob: the quarterly report is due on Monday", ["Bob", "Me"],
+                    datetime(2022, 3, 1, 9, tzinfo=UTC)), None),
+    ]
+    chunks = [c for c, _ in texts]
+    with store.Store(database_url) as db:
+        db.ensure_schema(embedder.name, embedder.dimension)
+        with db.transaction():
+            db.copy_chunks(chunks, embedder.embed_passages([c.text for c in chunks]))
+    return database_url
+
+
+def run_cli(argv, embedding_model_path, database_url, capsys, stdin: str | None = None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = retrieval.main([*argv, "--database-url", database_url, "--embedding-model", embedding_model_path])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_prints_hits_and_json_with_filters(real_index, embedding_model_path, capsys):
+    code, out, _ = run_cli(["bread recipe", "-k", "2"], embedding_model_path, real_index, capsys)
+    assert code == 0
+    assert out.splitlines()[0].startswith(" 1. ") and "<obsidian>:Cooking/Bread" in out.splitlines()[0]
+    assert "Sourdough bread recipe" in out
+    assert out.count("\n 2. ") == 1 and " 3. " not in out
+
+    code, out, _ = run_cli(["weekend plans", "--json", "--person", "MARÍA", "--since", "2021-06",
+                            "--until", "2021-06", "--source", "messages"], embedding_model_path, real_index, capsys)
+    hits = json.loads(out)
+    assert isinstance(hits, list) and len(hits) == 1
+    hit = hits[0]
+    assert hit["source"] == "<whatsapp>:Maria Silva"
+    assert {"source", "content", "score", "metadata", "people", "started_at", "chat_name"} <= set(hit)
+    assert hit["filters"]["people"] == ["MARÍA"] and hit["filters"]["source_kind"] == "messages"
+    assert hit["filters"]["since"].startswith("2021-06-01T00:00:00")
+    assert hit["filters"]["until"].startswith("2021-06-30T23:59:59")
+    assert hit["fell_back"] is False
+
+
+def test_cli_fallback_note_goes_to_stderr(real_index, embedding_model_path, capsys):
+    code, out, err = run_cli(["hiking", "--json", "--person", "Nobody"], embedding_model_path, real_index, capsys)
+    assert code == 0
+    assert err.strip().endswith("note: no passages matched the person filter; showing unfiltered results")
+    hits = json.loads(out)
+    assert len(hits) == 4 and all(hit["fell_back"] and hit["filters"] == {} for hit in hits)
+
+
+def test_cli_reads_queries_from_stdin_as_json_lines(real_index, embedding_model_path, capsys, monkeypatch):
+    code, out, _ = run_cli(["-", "-k", "1"], embedding_model_path, real_index, capsys,
+                           stdin="bread recipe\n\nKyoto shrine\nquarterly report\n", monkeypatch=monkeypatch)
+    assert code == 0
+    lines = out.splitlines()
+    assert [json.loads(line)[0]["source"] for line in lines] == [
+        "<obsidian>:Cooking/Bread", "<obsidian>:Travel/Kyoto", "<whatsapp>:Bob"]
+
+
+def test_cli_errors_are_one_line(real_index, embedding_model_path, database_url, capsys, tmp_path):
+    with pytest.raises(settings.UserError, match="--since 'June' is not a date; use YYYY, YYYY-MM or YYYY-MM-DD"):
+        run_cli(["x", "--since", "June"], embedding_model_path, real_index, capsys)
+    with pytest.raises(settings.UserError, match="is after --until"):
+        run_cli(["x", "--since", "2022", "--until", "2021"], embedding_model_path, real_index, capsys)
+    with pytest.raises(SystemExit):
+        run_cli(["x", "--source", "emails"], embedding_model_path, real_index, capsys)
+
+
+def test_cli_on_an_empty_database_names_the_ingestion_command(pg_server, embedding_model_path, capsys):
+    import subprocess
+    import sys
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = pg_server.replace("/postgres?", f"/{name}?")
+    try:
+        proc = subprocess.run(
+            [sys.executable, retrieval.__file__, "anything", "--database-url", url,
+             "--embedding-model", embedding_model_path], capture_output=True, text=True, timeout=120)
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"error: {retrieval.EMPTY_INDEX_HINT}"]
