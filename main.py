@@ -1,0 +1,582 @@
+"""personal_llm: chat in the terminal with a local LLM that answers from your own notes and
+messages, and shows where each answer came from.
+
+    python main.py                          # the REPL (PERSONA below; --persona overrides)
+    echo "when did I go to Kyoto?" | python main.py    # one answer per input line, plain text
+
+Each message: the document keeper turns the conversation into a search request, the top
+passages are retrieved, and the persona answers from them, streamed, followed by its sources.
+"""
+from __future__ import annotations
+
+# Who the assistant is. Edit this line: a name from PERSONAS below, or any description
+# ("You are a cheerful travel buddy who ..."). `--persona` and the PERSONA setting override it.
+PERSONA = "assistant"
+
+PERSONAS = {
+    "assistant": (
+        "You are a helpful, precise personal assistant. You answer briefly and clearly, and you "
+        "point to the note or conversation an answer comes from."
+    ),
+    "philosopher": (
+        "You are a calm, thoughtful philosopher and a friend of the user. You help them reflect on "
+        "their ideas, choices and experiences, draw connections across the years, and now and then "
+        "ask one good question back."
+    ),
+    "psychotherapist": (
+        "You are a warm, attentive psychotherapist. You listen carefully, reflect feelings back, "
+        "notice patterns in what the user has lived and written, and ask gentle open questions. "
+        "You never diagnose and you never judge."
+    ),
+}
+
+GREETINGS = {
+    "assistant": "Hello! Ask me anything about your notes and messages.",
+    "philosopher": "Welcome back. What has been on your mind lately?",
+    "psychotherapist": "Hello, I'm glad you're here. How are you feeling today?",
+}
+DEFAULT_GREETING = "Hello! Ask me anything about your notes and messages."
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Callable, TextIO
+
+import settings
+
+if TYPE_CHECKING:
+    from llm_backend import ChatModel
+    from retrieve_related_content_from_db import Hit, SearchRequest, SearchResult
+
+DEFAULT_TEMPERATURE = 0.6  # Llama 3 Instruct's own generation settings
+DEFAULT_TOP_P = 0.9
+DEFAULT_MIN_ANSWER_TOKENS = 16  # answer room never shrinks below this
+MAX_PEOPLE_SHOWN = 6
+HISTORY_FILE = "chat_history"  # readline history, in the data folder
+HISTORY_LENGTH = 1000
+INGEST_COMMAND = "python create_and_persist_embeddings.py"
+
+SYSTEM_PROMPT = """{persona}
+
+You can read the user's personal archive: their own notes and their chat messages. With each message you receive passages retrieved from that archive, each headed by its source, its date and the people involved. Today is {today}.
+- Answer from these passages, mentioning dates and people when they help.
+- When the passages do not contain the answer, say so plainly instead of inventing one; you may still talk about the question in general, clearly apart from what the archive says.
+- Do not copy the passage headers, numbers or brackets into your answer; refer to things naturally ("in your note on Kyoto", "Maria wrote on 12 June").
+- Answer in the language the user writes in."""
+
+PASSAGES_INTRO = "Passages from my notes and messages:"
+NO_PASSAGES = "(No passages from my notes or messages were found for this message.)"
+USER_MESSAGE_INTRO = "My message:"
+TRUNCATED_MARK = " [...]"
+
+HELP = """commands:
+  /sources        the passages behind the last answer, with their scores
+  /reset          forget the conversation
+  /persona NAME   switch persona: {names}, or any description; /persona alone shows it
+  /help           this list
+  /exit           leave (also exit, quit, Ctrl-D); Ctrl-C stops an answer"""
+
+
+# ---------------------------------------------------------------- persona
+
+
+@dataclass
+class Persona:
+    """Who the assistant is: a named seed persona or free text."""
+
+    name: str
+    text: str
+    greeting: str = DEFAULT_GREETING
+
+
+def persona_from(value: str) -> Persona:
+    """A named persona (`"philosopher"`, any case) or free text as a custom persona."""
+    value = value.strip()
+    key = value.lower()
+    if key in PERSONAS:
+        return Persona(key, PERSONAS[key], GREETINGS.get(key, DEFAULT_GREETING))
+    return Persona("custom", value)
+
+
+def resolve_persona(flag_value: str | None = None) -> Persona:
+    """--persona, else the PERSONA setting (environment, .env), else the PERSONA constant."""
+    return persona_from(settings.get("PERSONA", flag_value) or PERSONA)
+
+
+def system_prompt(persona: Persona, today: date) -> str:
+    """The system message: the persona plus how to use the passages."""
+    return SYSTEM_PROMPT.format(persona=persona.text, today=today.strftime("%A %Y-%m-%d"))
+
+
+# ---------------------------------------------------------------- passages
+
+
+def date_span(hit: "Hit") -> str:
+    """`2021-06-12`, or `2021-06-12 to 2021-06-14` for a span of days; '' when undated."""
+    if hit.started_at is None:
+        return ""
+    start = hit.started_at.astimezone().date()
+    end = hit.ended_at.astimezone().date() if hit.ended_at else start
+    return start.isoformat() if end == start else f"{start.isoformat()} to {end.isoformat()}"
+
+
+def passage_header(number: int, hit: "Hit") -> str:
+    """`[1] <obsidian>:Notes/Kyoto | 2021-06-12 | Maria, João`."""
+    parts = [f"[{number}] {hit.source}"]
+    span = date_span(hit)
+    if span:
+        parts.append(span)
+    if hit.people:
+        people = ", ".join(hit.people[:MAX_PEOPLE_SHOWN])
+        parts.append(people + (" and others" if len(hit.people) > MAX_PEOPLE_SHOWN else ""))
+    return " | ".join(parts)
+
+
+def user_turn(text: str, hits: list["Hit"], neutralise: Callable[[str], str]) -> str:
+    """The current user message with its passages above it, untrusted text neutralised."""
+    if hits:
+        blocks = [f"{passage_header(i, h)}\n{neutralise(h.content.strip())}" for i, h in enumerate(hits, 1)]
+        passages = PASSAGES_INTRO + "\n\n" + "\n\n".join(blocks)
+    else:
+        passages = NO_PASSAGES
+    return f"{passages}\n\n{USER_MESSAGE_INTRO} {neutralise(text)}"
+
+
+def source_list(hits: list["Hit"]) -> str:
+    """The compact list after an answer: `sources: <obsidian>:Notes/Kyoto (2021-06-12); ...`."""
+    seen: dict[str, str] = {}
+    for hit in hits:
+        if hit.source not in seen:
+            seen[hit.source] = date_span(hit)
+    if not seen:
+        return "sources: none found"
+    return "sources: " + "; ".join(f"{src} ({span})" if span else src for src, span in seen.items())
+
+
+# ---------------------------------------------------------------- context budget
+
+
+@dataclass
+class Prompt:
+    """The messages sent for one answer, and what the budget kept of the inputs."""
+
+    messages: list[dict]
+    hits: list["Hit"]  # the passages actually sent, best first
+    history_kept: int  # messages of earlier conversation sent
+    answer_tokens: int  # room left for the answer
+    truncated: bool = False  # the user's message itself had to be cut
+
+
+def fit_prompt(llm: "ChatModel", system: str, hits: list["Hit"], history: list[dict], text: str,
+               answer_tokens: int) -> Prompt:
+    """Assemble system + passages + history + message so that, with `answer_tokens` of room,
+    they fit `llm.context_window`. Over budget: the oldest turns go first, then the weakest
+    passages, then the end of the message itself; a very long chat never errors."""
+    window = llm.context_window
+    answer_tokens = max(DEFAULT_MIN_ANSWER_TOKENS, min(answer_tokens, window // 2))
+    limit = window - answer_tokens
+    hits, history = list(hits), list(history)
+
+    def build(message: str) -> list[dict]:
+        turns = [{"role": m["role"], "content": llm.neutralise(m["content"])} for m in history]
+        current = {"role": "user", "content": user_turn(message, hits, llm.neutralise)}
+        return [{"role": "system", "content": system}, *turns, current]
+
+    messages = build(text)
+    used = llm.count_tokens(messages)
+    if used > limit and history:
+        # Estimate how many old turns must go from their own sizes, then check exactly.
+        excess, drop = used - limit, 0
+        while drop < len(history) and excess > 0:
+            pair = history[drop: drop + 2]
+            excess -= sum(llm.count_text_tokens(m["content"]) for m in pair)
+            drop += 2
+        history = history[max(0, drop - 2):]
+        messages = build(text)
+        used = llm.count_tokens(messages)
+        while used > limit and history:
+            history = history[2:]
+            messages = build(text)
+            used = llm.count_tokens(messages)
+    while used > limit and hits:
+        hits.pop()  # best first: the weakest is last
+        messages = build(text)
+        used = llm.count_tokens(messages)
+    original, keep, truncated = text, len(text), False
+    while used > limit and keep > 0:
+        # Cut the message by the share of its own tokens that is over, with a little margin.
+        own = max(1, llm.count_text_tokens(text))
+        keep = min(keep - 1, int(keep * max(0.0, own - (used - limit)) / own * 0.95))
+        text = original[:keep].rstrip() + TRUNCATED_MARK if keep > 0 else TRUNCATED_MARK.strip()
+        truncated = True
+        messages = build(text)
+        used = llm.count_tokens(messages)
+    if used > limit:
+        answer_tokens = window - used
+        if answer_tokens < DEFAULT_MIN_ANSWER_TOKENS:
+            raise settings.UserError(
+                f"the persona and instructions alone take {used} of the model's {window} tokens; "
+                "shorten PERSONA or use a model with a longer context"
+            )
+    return Prompt(messages, hits, len(history), answer_tokens, truncated)
+
+
+# ---------------------------------------------------------------- the session
+
+
+class DatabaseDown(Exception):
+    """The database could not be reached for this turn; the next turn tries again."""
+
+
+@dataclass
+class Turn:
+    """What one message produced."""
+
+    request: "SearchRequest | None" = None
+    hits: list["Hit"] = field(default_factory=list)
+    answer: str = ""
+    finish_reason: str | None = None
+
+
+class ChatSession:
+    """The conversation: history, persona, the last passages, one LLM for keeper and answer.
+
+    `retriever(request, k) -> SearchResult` finds passages; it may raise DatabaseDown or
+    retrieval's EmptyIndexError. `keeper(llm, history, today) -> SearchRequest` writes the
+    search request. Both are injectable, so tests drive the session with fakes.
+    """
+
+    def __init__(self, llm: "ChatModel", retriever: Callable[["SearchRequest", int], "SearchResult"],
+                 persona: Persona, k: int = 10, max_tokens: int = 512,
+                 temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
+                 keeper: Callable | None = None, out: TextIO | None = None, err: TextIO | None = None,
+                 today: date | None = None, dim: bool = False):
+        if keeper is None:
+            from formulate_query_for_retrieving_content import formulate_request as keeper
+        self.llm = llm
+        self.retriever = retriever
+        self.keeper = keeper
+        self.persona = persona
+        self.k = k
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.top_p = top_p
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.today = today
+        self.dim = dim
+        self.history: list[dict] = []  # alternating user/assistant, plain text
+        self.last_hits: list["Hit"] = []
+        self.last_request: "SearchRequest | None" = None
+        self.last_note: str | None = None
+
+    # -- output
+
+    def _print(self, text: str = "", muted: bool = False, stream: TextIO | None = None) -> None:
+        if muted and self.dim:
+            text = f"\033[2m{text}\033[0m"
+        print(text, file=stream or self.out, flush=True)
+
+    def _status(self, text: str) -> None:
+        """A one-line note, warning or hint, kept out of the answer stream (stderr)."""
+        self._print(text, muted=True, stream=self.err)
+
+    # -- a message
+
+    def ask(self, text: str) -> Turn:
+        """Answer one user message: keeper -> retrieval -> streamed answer -> sources."""
+        from retrieve_related_content_from_db import EmptyIndexError
+
+        today = self.today or date.today()
+        turn = Turn()
+        conversation = self.history + [{"role": "user", "content": text}]
+        turn.request = self.keeper(self.llm, conversation, today)
+        self.last_note = None
+        try:
+            result = self.retriever(turn.request, self.k)
+            hits = list(result.hits)
+            self.last_note = result.note
+            if result.note:
+                self._status(f"note: {result.note}")
+        except EmptyIndexError:
+            hits = []
+            self._status(f"note: the index is empty; run `{INGEST_COMMAND}` to add your notes and messages")
+        except DatabaseDown as err:
+            self._status(f"warning: {err}; this message was not answered, send it again to retry")
+            return turn
+        prompt = fit_prompt(self.llm, system_prompt(self.persona, today), hits, self.history, text,
+                            self.max_tokens)
+        turn.hits = prompt.hits
+        self.last_hits, self.last_request = prompt.hits, turn.request
+        if prompt.truncated:
+            self._status("note: your message was too long for the model's context and was cut")
+
+        pieces: list[str] = []
+        stream = self.llm.stream(prompt.messages, prompt.answer_tokens, self.temperature, self.top_p)
+        try:
+            for piece in stream:
+                pieces.append(piece)
+                self.out.write(piece)
+                self.out.flush()
+            turn.finish_reason = self.llm.last_finish_reason
+        except KeyboardInterrupt:
+            # Ctrl-C stops this answer only; closing the stream ends generation there.
+            stream.close()
+            turn.finish_reason = "interrupted"
+        turn.answer = "".join(pieces).strip()
+        self._print()
+        if turn.finish_reason == "interrupted":
+            self._print("[interrupted]", muted=True)
+        if turn.answer:
+            self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": turn.answer}]
+        self._print(source_list(prompt.hits), muted=True)
+        if turn.finish_reason == "length":
+            self._print(f"(answer cut at the length limit of {prompt.answer_tokens} tokens; "
+                        "raise --max-tokens or LLM_MAX_TOKENS for longer answers)", muted=True)
+        return turn
+
+    # -- slash commands
+
+    def command(self, line: str) -> bool:
+        """Run a slash command; False means leave the chat."""
+        name, _, argument = line.strip().partition(" ")
+        name, argument = name.lower(), argument.strip()
+        if name in ("/exit", "/quit"):
+            return False
+        if name == "/help":
+            self._print(HELP.format(names=", ".join(PERSONAS)))
+        elif name == "/reset":
+            self.history, self.last_hits, self.last_request, self.last_note = [], [], None, None
+            self._print("(conversation forgotten)", muted=True)
+        elif name == "/sources":
+            self._print(self.describe_sources())
+        elif name == "/persona":
+            if argument:
+                self.persona = persona_from(argument)
+                self._print(f"(persona: {self.persona.name})", muted=True)
+                self._print(self.persona.greeting)
+            else:
+                self._print(f"persona: {self.persona.name}: {self.persona.text}\n"
+                            f"named personas: {', '.join(PERSONAS)}; or /persona followed by any description")
+        else:
+            self._print(f"unknown command {name}; /help lists the commands")
+        return True
+
+    def describe_sources(self) -> str:
+        """The passages behind the last answer: score, source, date, people, first lines."""
+        if not self.last_hits:
+            return "no sources yet: ask something first" if self.last_request is None else "no passages were found"
+        lines = []
+        request = self.last_request
+        if request is not None:
+            filters = []
+            if request.since or request.until:
+                since = request.since.date().isoformat() if request.since else "..."
+                until = request.until.date().isoformat() if request.until else "..."
+                filters.append(f"{since} to {until}")
+            if request.people:
+                filters.append("people: " + ", ".join(request.people))
+            if request.source_kind:
+                filters.append(f"only {request.source_kind}")
+            lines.append(f"searched for: {request.query}" + (f" ({'; '.join(filters)})" if filters else ""))
+        if self.last_note:
+            lines.append(f"note: {self.last_note}")
+        for number, hit in enumerate(self.last_hits, 1):
+            header = passage_header(number, hit).split(" ", 1)[1]
+            lines.append(f"{number:2d}. {hit.score:.3f}  {header}")
+            first = [line.strip() for line in hit.content.splitlines() if line.strip()][:2]
+            lines.extend(f"      {line[:160]}" for line in first)
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- retrieval over the store
+
+
+class StoreRetriever:
+    """Search through the store, reconnecting on the next turn after the database went away."""
+
+    def __init__(self, url: str, embedder, store=None, connect: Callable | None = None,
+                 search: Callable | None = None):
+        self.url = url
+        self.embedder = embedder
+        self.store = store
+        self._connect = connect
+        self._search = search
+
+    def _open(self):
+        if self.store is None:
+            connect = self._connect
+            if connect is None:
+                from store import Store as connect
+            try:
+                self.store = connect(self.url)
+            except settings.UserError as err:
+                raise DatabaseDown(f"the database is not reachable ({err})")
+        return self.store
+
+    def _drop(self) -> None:
+        try:
+            self.store.close()
+        except Exception:
+            pass  # already broken; nothing more to release
+        self.store = None
+
+    def __call__(self, request: "SearchRequest", k: int) -> "SearchResult":
+        import psycopg
+
+        search = self._search
+        if search is None:
+            from retrieve_related_content_from_db import search
+        store = self._open()
+        try:
+            return search(store, self.embedder, request, k=k)
+        except psycopg.Error as err:
+            self._drop()
+            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+            raise DatabaseDown(f"the database is not reachable ({first})")
+
+    def count_chunks(self) -> int:
+        """Stored chunks (0 for an empty or new index); raises DatabaseDown."""
+        import psycopg
+
+        try:
+            return self._open().count_chunks()
+        except psycopg.Error as err:
+            self._drop()
+            raise DatabaseDown(f"the database is not reachable ({err.__class__.__name__})")
+
+
+# ---------------------------------------------------------------- the REPL
+
+
+def setup_readline(history_path) -> Callable[[], None]:
+    """Line editing and a private history file; returns the function that saves it."""
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline: plain input still works
+        return lambda: None
+    try:
+        readline.read_history_file(history_path)
+    except (OSError, ValueError):
+        pass
+    readline.set_history_length(HISTORY_LENGTH)
+
+    def save() -> None:
+        try:
+            history_path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(history_path)
+            os.chmod(history_path, 0o600)  # what you asked is private
+        except OSError:
+            pass
+
+    return save
+
+
+def run_repl(session: ChatSession, stdin: TextIO, interactive: bool) -> int:
+    """Read messages until exit/quit/Ctrl-D (or end of input), answering each."""
+    if interactive:
+        session._print(session.persona.greeting)
+        session._print("(/help for commands)", muted=True)
+    prompt = "\nyou> " if interactive else ""
+    while True:
+        try:
+            line = input(prompt) if interactive else stdin.readline()
+        except EOFError:
+            break
+        except KeyboardInterrupt:  # at the prompt: drop the line, stay
+            session._print()
+            continue
+        if not interactive and line == "":
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line.lower() in ("exit", "quit"):
+            break
+        if line.startswith("/"):
+            if not session.command(line):
+                break
+            continue
+        try:
+            session.ask(line)
+        except KeyboardInterrupt:  # during the keeper or the search
+            session._print("\n[interrupted]", muted=True)
+    if interactive:
+        session._print()
+    return 0
+
+
+def setup_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Chat with a local LLM that answers from your notes and messages.")
+    parser.add_argument("--persona", help=f"{', '.join(PERSONAS)} or any description (PERSONA)")
+    parser.add_argument("--backend", help="auto, mlx or transformers (LLM_BACKEND)")
+    parser.add_argument("--model", help="LLM hub id or local folder (LLM_MODEL)")
+    parser.add_argument("--max-tokens", type=int, help="most tokens in one answer (LLM_MAX_TOKENS, default 512)")
+    parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                        help=f"sampling temperature of answers; 0 is greedy (default {DEFAULT_TEMPERATURE})")
+    parser.add_argument("-k", type=int, help="passages retrieved per message (RETRIEVAL_TOP_K, default 10)")
+    parser.add_argument("--database-url", help="PostgreSQL URL (DATABASE_URL); unset: the embedded server")
+    parser.add_argument("--data-dir", help="data folder (PERSONAL_LLM_DATA_DIR)")
+    parser.add_argument("--embedding-model", help="hub id or folder (EMBEDDING_MODEL); the one used to ingest")
+    return parser
+
+
+def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retriever=None,
+         stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the chat. `llm`, `retriever` and the streams can be injected (tests)."""
+    args = setup_arg_parser().parse_args(argv)
+    persona = resolve_persona(args.persona)
+    max_tokens = settings.get_int("LLM_MAX_TOKENS", args.max_tokens)
+    k = settings.get_int("RETRIEVAL_TOP_K", args.k)
+    if max_tokens is None or max_tokens < 1:
+        raise settings.UserError(f"--max-tokens / LLM_MAX_TOKENS {max_tokens} must be at least 1")
+    if k is None or k < 1:
+        raise settings.UserError(f"-k / RETRIEVAL_TOP_K {k} must be at least 1")
+    stdin = stdin or sys.stdin
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    interactive = stdin is sys.stdin and stdin.isatty()
+
+    # Load order: the store (fast, fails early), the embedder, then the LLM.
+    if retriever is None:
+        import store as store_module
+        from embedding_generator_multilingual import load_embedder
+        from retrieve_related_content_from_db import EmptyIndexError, check_index
+
+        url = store_module.database_url(args.database_url, args.data_dir)
+        store = store_module.Store(url)
+        embedder = load_embedder(args.embedding_model)
+        retriever = StoreRetriever(url, embedder, store=store)
+        try:
+            check_index(store, embedder)  # another model's index is an error, not a bad answer
+        except EmptyIndexError:
+            pass  # told below, and the chat still runs (ingestion may happen meanwhile)
+    count_chunks = getattr(retriever, "count_chunks", None)
+    if count_chunks is not None:
+        try:
+            if count_chunks() == 0:
+                print(f"note: the index is empty; run `{INGEST_COMMAND}` to add your notes and messages",
+                      file=stderr, flush=True)
+        except DatabaseDown as err:
+            print(f"warning: {err}", file=stderr, flush=True)
+    if llm is None:
+        from llm_backend import load_llm
+
+        llm = load_llm(args.backend, args.model)
+
+    session = ChatSession(llm, retriever, persona, k=k, max_tokens=max_tokens,
+                          temperature=max(0.0, args.temperature), out=stdout, err=stderr,
+                          dim=stdout.isatty() and not os.environ.get("NO_COLOR"))
+    save_history = lambda: None  # noqa: E731
+    if interactive:
+        save_history = setup_readline(settings.data_dir(args.data_dir) / HISTORY_FILE)
+    try:
+        return run_repl(session, stdin, interactive)
+    finally:
+        save_history()
+
+
+if __name__ == "__main__":
+    settings.run_cli(main)
