@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import io
 import json
 import re
-import sys
 import unicodedata
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -166,9 +166,14 @@ def normalise_name(name: str) -> str:
     return " ".join(folded.split())
 
 
+@functools.lru_cache(maxsize=65536)
 def _normalise_text(text: str) -> str:
     # "[photo] x" in the JSON is "[media] x" in an Android export without media.
-    return re.sub(r"^\[[a-z]+\]", "[media]", " ".join(text.casefold().split()))
+    folded = " ".join(text.casefold().split())
+    return "[media]" + folded[folded.index("]") + 1:] if _MEDIA_TAG.match(folded) else folded
+
+
+_MEDIA_TAG = re.compile(r"\[[a-z]+\]")
 
 
 def _looks_like_number(text: str) -> bool:
@@ -368,7 +373,7 @@ def _attach_txt(chat: Chat, txt: Chat) -> None:
     chat.paths.extend(txt.paths)
 
 
-def merge_chats(json_chats: list[Chat], txt_chats: list[Chat], contacts: ContactBook | None = None) -> list[Chat]:
+def merge_chats(json_chats: list[Chat], txt_chats: list[Chat]) -> list[Chat]:
     """One Chat per conversation, duplicates across overlapping exports removed (see module doc)."""
     by_jid: dict[str, Chat] = {}
     for chat in json_chats:
@@ -558,14 +563,18 @@ def _default_contacts(path: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto",
-               warn: Callable[[str], None] = settings.warn) -> list[Chat]:
-    """Every chat under `path`, merged across files (see module doc); bad files -> warnings."""
-    path = Path(path).expanduser()
+def _check_inputs(path: Path, date_order: str) -> None:
     if not path.exists():
         raise settings.UserError(f"WhatsApp path {path} does not exist; set WHATSAPP_WORKING_PATH or --whatsapp")
     if date_order not in DATE_ORDERS:
         raise settings.UserError(f"WHATSAPP_DATE_ORDER={date_order!r} is not one of {', '.join(DATE_ORDERS)}")
+
+
+def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto",
+               warn: Callable[[str], None] = settings.warn) -> list[Chat]:
+    """Every chat under `path`, merged across files (see module doc); bad files -> warnings."""
+    path = Path(path).expanduser()
+    _check_inputs(path, date_order)
     contacts_file = Path(contacts).expanduser() if contacts else _default_contacts(path)
     book = load_contacts(contacts_file, warn) if contacts_file else ContactBook()
     json_chats: list[Chat] = []
@@ -594,7 +603,7 @@ def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto
                 txt_chats.append(chat)
     if not files:
         warn(f"{path}: no WhatsApp exports found (.json from WhatsApp-Chat-Exporter, .txt or .zip from 'Export chat')")
-    return merge_chats(json_chats, txt_chats, book)
+    return merge_chats(json_chats, txt_chats)
 
 
 def _chat_fingerprint(chat: Chat, max_tokens: int) -> str:
@@ -640,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         raise settings.UserError("no WhatsApp exports given; pass --whatsapp PATH or set WHATSAPP_WORKING_PATH")
     contacts = settings.get("WHATSAPP_CONTACTS", args.contacts)
     date_order = settings.get("WHATSAPP_DATE_ORDER", args.date_order) or "auto"
+    _check_inputs(Path(path).expanduser(), date_order)  # before the model: a typo should fail fast
     from embedding_generator_multilingual import load_embedder
 
     embedder = load_embedder(args.embedding_model)

@@ -53,6 +53,7 @@ _DELETED = {
     "du hast diese nachricht gelöscht", "ce message a été supprimé", "vous avez supprimé ce message",
     "missed voice call", "missed video call", "waiting for this message. this may take a while.",
 }
+_DELETED_FOLDED = {d.rstrip(".") for d in _DELETED}
 _EDITED_SUFFIX = re.compile(r"\s*<(?:this message was edited|mensagem editada|se editó este mensaje|"
                             r"bearbeitet|message modifié)>\s*$", re.IGNORECASE)
 
@@ -137,7 +138,7 @@ def clean_body(body: str) -> str | None:
     if attached:
         caption = (first[attached.end():] + "\n" + after).strip()
         return render_media(media_kind_of_file(attached["file"]), caption)
-    if not body or body.rstrip(".").casefold() in {d.rstrip(".") for d in _DELETED}:
+    if not body or body.rstrip(".").casefold() in _DELETED_FOLDED:
         return None
     if system_hint:
         return None

@@ -391,3 +391,23 @@ def test_cli_prints_chunks_as_json(tmp_path, capsys, embedding_model_path):
 def test_cli_without_a_path_is_one_clear_error():
     with pytest.raises(wa.settings.UserError, match="--whatsapp PATH or set WHATSAPP_WORKING_PATH"):
         wa.main([])
+
+
+def test_ios_group_zip_names_numbers_and_joins_the_json_group(tmp_path):
+    write_json(tmp_path / "result.json", {"120363000000000009@g.us": json_chat("Trip group", [
+        json_message("2021-06-03 09:00", "Tickets booked", sender="Maria Silva"),
+    ])})
+    write_zip(tmp_path / "WhatsApp Chat - Trip group.zip", {"_chat.txt": (
+        "[06/03/21, 10:00:00] Trip group: \u200eMessages and calls are end-to-end encrypted.\n"
+        "[06/03/21, 10:00:05] Maria Silva: Tickets booked\n"
+        "[06/04/21, 11:00:00] \u202a+55 11 98765-4321\u202c: Great, see you \u200e<attached: 00000003-PHOTO-x.jpg>\n"
+    )})
+    write_contacts(tmp_path / "contacts.csv", CURRENT_FIELDS,
+                   [{"First Name": "Rui", "Phone 2 - Value": "011 98765-4321"}])
+    # 06/03 then 06/04 is ambiguous and chronological both ways: the flag decides (June 3, 4).
+    [doc] = documents(tmp_path, date_order="monthfirst")
+    assert doc.doc_id == "whatsapp:120363000000000009@g.us"
+    chunks = chunks_of(doc)
+    assert message_lines(chunks) == ["2021-06-03 09:00 Maria Silva: Tickets booked",
+                                     "2021-06-04 10:00 Rui: [photo] Great, see you"]
+    assert chunks[-1].people == ["Rui"] and chunks[0].text.startswith("WhatsApp group Trip group, ")
