@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import re
+import time
 import unicodedata
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -608,7 +609,8 @@ def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto
 
 def _chat_fingerprint(chat: Chat, max_tokens: int) -> str:
     rows = "\n".join(f"{m.time.isoformat()}\x1f{_speaker(m)}\x1f{m.msg_id}\x1f{m.text}" for m in chat.messages)
-    zone = str(datetime.now().astimezone().tzinfo)  # lines show local time
+    # Lines show local time, so the machine's zone is part of it (both names: DST must not count).
+    zone = f"{time.tzname}{time.timezone}"
     return chunking.fingerprint(PARSER_VERSION, str(max_tokens), str(DEFAULT_SESSION_GAP), zone,
                                 chat.name, str(chat.is_group), rows)
 
