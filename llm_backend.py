@@ -147,7 +147,8 @@ class ChatModel:
 
     def encode(self, messages: list[dict]) -> list[int]:
         """Token ids of the rendered prompt (the template already holds BOS and headers)."""
-        return list(self.tokenizer(self.render(messages), add_special_tokens=False)["input_ids"])
+        # verbose=False: counting an over-long draft is normal here, not worth a warning.
+        return list(self.tokenizer(self.render(messages), add_special_tokens=False, verbose=False)["input_ids"])
 
     def count_tokens(self, messages: list[dict]) -> int:
         """Prompt tokens `messages` take once rendered through the chat template."""
@@ -155,7 +156,7 @@ class ChatModel:
 
     def count_text_tokens(self, text: str) -> int:
         """Tokens of plain text (no template), for quick budget estimates."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     # -- generation
 
