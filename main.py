@@ -177,34 +177,62 @@ def fit_prompt(llm: "ChatModel", system: str, hits: list["Hit"], history: list[d
     window = llm.context_window
     answer_tokens = max(DEFAULT_MIN_ANSWER_TOKENS, min(answer_tokens, window // 2))
     limit = window - answer_tokens
-    hits, history = list(hits), list(history)
+    hits = list(hits)
+    # History is user/assistant pairs. Older pairs than those whose text alone would fill the
+    # window can never be sent: cut them before rendering anything (cheap on a very long chat).
+    pairs, room = 0, limit
+    while 2 * (pairs + 1) <= len(history):
+        room -= sum(llm.count_text_tokens(m["content"]) for m in history[-2 * (pairs + 1):][:2])
+        if room < 0:
+            break
+        pairs += 1
+    history = history[len(history) - 2 * pairs:] if pairs else []
 
     def build(message: str) -> list[dict]:
         turns = [{"role": m["role"], "content": llm.neutralise(m["content"])} for m in history]
         current = {"role": "user", "content": user_turn(message, hits, llm.neutralise)}
         return [{"role": "system", "content": system}, *turns, current]
 
+    def largest_fitting(count: int, keep) -> int:
+        """The most items (0..count) that fit, by bisection: fewer items never take more room."""
+        low, high = 0, count
+        while low < high:
+            middle = (low + high + 1) // 2
+            keep(middle)
+            if llm.count_tokens(build(text)) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        keep(low)
+        return low
+
     messages = build(text)
     used = llm.count_tokens(messages)
-    if used > limit and history:
-        # Estimate how many old turns must go from their own sizes, then check exactly.
-        excess, drop = used - limit, 0
-        while drop < len(history) and excess > 0:
-            pair = history[drop: drop + 2]
-            excess -= sum(llm.count_text_tokens(m["content"]) for m in pair)
-            drop += 2
-        history = history[max(0, drop - 2):]
+    if used > limit and history:  # the oldest turns go first
+        all_turns = history
+
+        def keep_turns(n: int) -> None:
+            nonlocal history
+            history = all_turns[len(all_turns) - 2 * n:] if n else []
+
+        largest_fitting(len(all_turns) // 2, keep_turns)
         messages = build(text)
         used = llm.count_tokens(messages)
-        while used > limit and history:
-            history = history[2:]
-            messages = build(text)
-            used = llm.count_tokens(messages)
-    while used > limit and hits:
-        hits.pop()  # best first: the weakest is last
+    if used > limit and hits:  # then the weakest passages (hits are best first)
+        all_hits = hits
+
+        def keep_hits(n: int) -> None:
+            nonlocal hits
+            hits = all_hits[:n]
+
+        largest_fitting(len(all_hits), keep_hits)
         messages = build(text)
         used = llm.count_tokens(messages)
     original, keep, truncated = text, len(text), False
+    # Cutting the message helps only when the message itself is what is too big; a short one
+    # stays whole and the answer room shrinks instead (below).
+    if used > limit and llm.count_text_tokens(text) <= used - limit:
+        keep = 0
     while used > limit and keep > 0:
         # Cut the message by the share of its own tokens that is over, with a little margin.
         own = max(1, llm.count_text_tokens(text))
@@ -503,6 +531,8 @@ def run_repl(session: ChatSession, stdin: TextIO, interactive: bool) -> int:
             session.ask(line)
         except KeyboardInterrupt:  # during the keeper or the search
             session._print("\n[interrupted]", muted=True)
+        except settings.UserError as err:  # this turn cannot be answered; the chat goes on
+            session._status(f"error: {err}")
     if interactive:
         session._print()
     return 0

@@ -335,9 +335,24 @@ def test_very_long_chat_never_errors():
     assert "answer 59" in out.getvalue() and err.getvalue() == ""
 
 
-def test_persona_too_long_for_the_window_is_a_user_error():
+def test_short_message_stays_whole_and_the_answer_room_shrinks():
+    llm = FakeLLM(context_window=1000)
+    prompt = fit_prompt(llm, "system " * 500, [make_hit("passage")], [], "When was I in Kyoto?", 400)
+    assert prompt.messages[-1]["content"].endswith("My message: When was I in Kyoto?")
+    assert not prompt.truncated and prompt.hits == []
+    assert chat.DEFAULT_MIN_ANSWER_TOKENS <= prompt.answer_tokens < 400
+    assert llm.count_tokens(prompt.messages) + prompt.answer_tokens <= 1000
+
+
+def test_persona_too_long_for_the_window_is_a_user_error_but_the_chat_goes_on():
     with pytest.raises(settings.UserError, match="shorten PERSONA"):
         fit_prompt(FakeLLM(context_window=300), "persona " * 1000, [], [], "hi", 100)
+    session, _, _, out, err = session_with([KEEPER_JSON, KEEPER_JSON, "fine again"], context_window=600)
+    code = chat.run_repl(session, io.StringIO("/persona " + "very long persona " * 200 + "\nhi\n/persona assistant\nhi\n"),
+                         interactive=False)
+    assert code == 0
+    assert err.getvalue().count("error: the persona and instructions alone take") == 1
+    assert "fine again" in out.getvalue()
 
 
 # ---------------------------------------------------------------- the real stack
