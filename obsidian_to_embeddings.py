@@ -649,24 +649,30 @@ class Splitter:
         return self.cut(text, budget, chars)
 
     def _split_units(self, units: list[str], joiner: str, budget: int, chars: int, kind: str) -> list[tuple[str, int]]:
-        # Take as many units as should fill ~95% of the budget, judged by the characters per
-        # token seen so far, and count them once: about one call per piece, not one per unit.
-        # Too many: shrink the estimate and retry. A single unit too big is split finer.
+        return self.pack_units([(unit, "text" if kind == "table" else kind) for unit in units], joiner, budget, chars)
+
+    def pack_units(self, units: list[tuple[str, str]], joiner: str, budget: int, chars: int) -> list[tuple[str, int]]:
+        """Pieces within budget made of consecutive (text, kind) units joined by `joiner`.
+
+        Takes as many units as should fill ~95% of the budget, judged by the characters per
+        token seen so far, and counts them once: about one call per piece, not one per unit.
+        Too many: the estimate shrinks and it retries. A unit too big alone is split finer.
+        """
         per_token = 4.0
         pieces: list[tuple[str, int]] = []
         start = 0
         while start < len(units):
             target = max(1, min(chars, int(budget * per_token * 0.95)))
             end = start + 1
-            length = len(units[start])
-            while end < len(units) and length + len(joiner) + len(units[end]) <= target:
-                length += len(joiner) + len(units[end])
+            length = len(units[start][0])
+            while end < len(units) and length + len(joiner) + len(units[end][0]) <= target:
+                length += len(joiner) + len(units[end][0])
                 end += 1
             if end - start == 1:
-                pieces.extend(self.split(units[start], budget, chars, "text" if kind == "table" else kind))
+                pieces.extend(self.split(units[start][0], budget, chars, units[start][1]))
                 start = end
                 continue
-            joined = joiner.join(units[start:end])
+            joined = joiner.join(text for text, _ in units[start:end])
             n = self.count(joined) if len(joined) <= chars else None
             if n is not None and n <= budget:
                 pieces.append((joined, n))
@@ -685,10 +691,9 @@ class Splitter:
         packs = self._split_units(rows[1:], "\n", budget - header_tokens - 1, chars - len(header) - 1, "text")
         return [(f"{header}\n{text}", n + header_tokens) for text, n in packs]
 
-    def pack(self, pieces: list[tuple[str, int]], joiner: str, budget: int, chars: int,
-             verify: bool = True) -> list[tuple[str, int]]:
+    def pack(self, pieces: list[tuple[str, int]], joiner: str, budget: int, chars: int) -> list[tuple[str, int]]:
         """Greedily join consecutive pieces (each already within budget) while the sum of their
-        counts fits; every joined pack is counted once to confirm it (unless the caller will)."""
+        counts fits; every joined pack is counted once to confirm it."""
         packs: list[tuple[str, int]] = []
         current: list[tuple[str, int]] = []
 
@@ -698,7 +703,7 @@ class Splitter:
                     packs.append(current[0])
                     break
                 joined = joiner.join(text for text, _ in current)
-                n = self.fits(joined, budget, chars) if verify else sum(count for _, count in current)
+                n = self.fits(joined, budget, chars)
                 if n is not None:
                     packs.append((joined, n))
                     break
@@ -949,14 +954,8 @@ class NoteChunker:
         budget = self.max_tokens - header_tokens - 1
         chars = self.max_chars - len(header) - 1
         body = "\n\n".join(block.text for block in section.blocks)
-        if len(body) > chars:
-            return None
-        total = 0
-        for block in section.blocks:
-            total += self.splitter.count(block.text)
-            if total > budget:
-                return None
-        return body, total
+        n = self.splitter.fits(body, budget, chars) if body else 0
+        return None if n is None else (body, n)
 
     def _render(self, group: list[tuple[Section, str, int]]) -> tuple[str, tuple[str, ...], str, int]:
         """(text, header path, body, estimated tokens) of merged whole sections."""
@@ -994,14 +993,11 @@ class NoteChunker:
         header, header_tokens = self.header(section.path)
         budget = max(1, self.max_tokens - header_tokens - 1 - self.overlap - 1)
         chars = max(1, self.max_chars - len(header) - 2 - self.overlap * MAX_CHARS_PER_TOKEN)
-        pieces: list[tuple[str, int]] = []
-        table_headers = set()  # a piece of a table starts with its header row: context enough
-        for block in [Block("text", self.lost_heading(section.path))] + section.blocks:
-            pieces.extend(self.splitter.split(block.text, budget, chars, block.kind))
-            if block.kind == "table":
-                table_headers.add(block.text.split("\n", 1)[0])
-        # Not verified here: `_fit` counts every final chunk text and re-cuts a rare overflow.
-        packs = self.splitter.pack(pieces, "\n\n", budget, chars, verify=False)
+        blocks = [Block("text", self.lost_heading(section.path))] + section.blocks
+        # A piece of a table starts with its header row: context enough, no overlap needed.
+        table_headers = {block.text.split("\n", 1)[0] for block in blocks if block.kind == "table"}
+        packs = self.splitter.pack_units([(b.text, b.kind) for b in blocks if b.text.strip()], "\n\n",
+                                         budget, chars)
         out = []
         previous = ""
         for body, _ in packs:
