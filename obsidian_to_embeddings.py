@@ -49,6 +49,7 @@ DEFAULT_MAX_NOTE_BYTES = 2 * 1024 * 1024
 MAX_CHARS_PER_TOKEN = 8
 # Overlap between consecutive chunks cut out of one section: the last sentence, at most this.
 DEFAULT_OVERLAP_TOKENS = 32
+MIN_OVERLAP_TOKENS = 6
 # The header line (title > heading path) takes at most this share of the budget.
 MAX_HEADER_SHARE = 3
 # Bytes looked at to decide that a `.md` file is binary junk rather than text.
@@ -991,17 +992,22 @@ class NoteChunker:
 
     def _split_section(self, section: Section) -> list[tuple[str, tuple[str, ...], str]]:
         header, header_tokens = self.header(section.path)
-        budget = max(1, self.max_tokens - header_tokens - 1 - self.overlap - 1)
-        chars = max(1, self.max_chars - len(header) - 2 - self.overlap * MAX_CHARS_PER_TOKEN)
+        full = max(1, self.max_tokens - header_tokens - 1)
+        full_chars = max(1, self.max_chars - len(header) - 1)
         blocks = [Block("text", self.lost_heading(section.path))] + section.blocks
         # A piece of a table starts with its header row: context enough, no overlap needed.
         table_headers = {block.text.split("\n", 1)[0] for block in blocks if block.kind == "table"}
+        # Pieces leave room for the overlap; then neighbours that fit together in the full budget
+        # (a lone intro line before a long list) are joined, since overlap would use that room.
         packs = self.splitter.pack_units([(b.text, b.kind) for b in blocks if b.text.strip()], "\n\n",
-                                         budget, chars)
+                                         max(1, full - self.overlap - 1),
+                                         max(1, full_chars - self.overlap * MAX_CHARS_PER_TOKEN))
+        packs = self.splitter.pack(packs, "\n\n", full, full_chars)
         out = []
         previous = ""
-        for body, _ in packs:
-            overlap = self.splitter.tail(previous, self.overlap) if previous and self.overlap else ""
+        for body, tokens in packs:
+            room = min(self.overlap, full - tokens - 1)
+            overlap = self.splitter.tail(previous, room) if previous and room >= MIN_OVERLAP_TOKENS else ""
             previous = body
             if overlap and not body.startswith(overlap) and body.split("\n", 1)[0] not in table_headers:
                 body = f"{overlap}\n{body}"
