@@ -38,8 +38,11 @@ RRF_K = 60
 # the top-k after capping chatty documents.
 MIN_CANDIDATES = 50
 CANDIDATES_PER_K = 5
-# HNSW returns at most ef_search rows; keep it above the candidate count.
-DEFAULT_EF_SEARCH = 100
+# HNSW returns at most ef_search rows, and a narrow beam misses isolated passages among many
+# near-duplicates (templated daily notes, small talk): on the quality bench's 1,061 e5 vectors
+# the exact best match was missing from the HNSW top-10 for 25 of 55 questions at 100, 10 at
+# 400, none at 1000. 400 costs a few ms at 100k x 1024 (bench/bench_retrieval.py).
+DEFAULT_EF_SEARCH = 400
 # pgvector 0.6 filters after the HNSW scan: a filtered subset this small is searched exactly;
 # a larger one goes through the index with the widest beam pgvector allows.
 EXACT_SEARCH_MAX_ROWS = 20_000
@@ -51,6 +54,10 @@ MAX_CHUNKS_PER_DOCUMENT = 3
 # MIN_WORD_LENGTH characters or fewer are dropped too, in any language.
 MIN_WORD_LENGTH = 2
 MAX_QUERY_WORDS = 32
+PREFIX_MATCH_LENGTH = 4
+# A query word found in more than this share of all chunks is left out of the keyword match.
+COMMON_WORD_FRACTION = 0.05
+COMMON_WORD_MIN_CHUNKS = 50  # ...and in more than this many (small indexes keep every word)
 STOPWORDS = frozenset("""
     the and for are but not you all any can had her was one our out has him his how its may
     new now old see two who did get got let say she too use what when where which while with
@@ -202,8 +209,27 @@ def text_query_words(query: str) -> list[str]:
 
 
 def _tsquery_text(words: list[str]) -> str:
-    # Words are letters/digits only, so quoting them keeps tsquery syntax out of user hands.
-    return " | ".join(f"'{w}'" for w in words)
+    """OR of the words; words of PREFIX_MATCH_LENGTH+ letters also match as prefixes
+    ("finish" finds "finished"). Words are letters/digits only, so quoting them keeps tsquery
+    syntax out of user hands: `_tsquery_text(["kyoto", "spa"]) == "'kyoto':* | 'spa'"`."""
+    return " | ".join(f"'{w}':*" if len(w) >= PREFIX_MATCH_LENGTH else f"'{w}'" for w in words)
+
+
+def common_words(store: "Store", words: list[str]) -> set[str]:
+    """The words found in more than COMMON_WORD_FRACTION of chunks (and COMMON_WORD_MIN_CHUNKS), from the planner's
+    statistics (ANALYZE keeps them; nothing is dropped before the first ANALYZE). Such words
+    ("2021", the name of the person half the chats are with) only add noise to a keyword match."""
+    if not words:
+        return set()
+    rows = store.conn.execute(
+        """SELECT e.word FROM pg_stats AS s,
+                  unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(word, freq)
+           WHERE s.schemaname = current_schema() AND s.tablename = 'chunks' AND s.attname = 'tsv'
+             AND e.freq > %s AND e.freq * (SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass) > %s
+             AND e.word = ANY(%s)""",
+        (COMMON_WORD_FRACTION, COMMON_WORD_MIN_CHUNKS, words),
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def _like_escape(text: str) -> str:
@@ -276,10 +302,12 @@ def _search_sql(where, mode: str, exact: bool, with_text: bool):
         parts.append(sql.SQL(
             """,
 text_hits AS (
-    SELECT id, row_number() OVER (ORDER BY text_score DESC, id) AS rank FROM (
-        SELECT id, ts_rank_cd(tsv, to_tsquery('simple', %(tsq)s)) AS text_score FROM chunks
+    SELECT id, row_number() OVER (ORDER BY text_score DESC, distance, id) AS rank FROM (
+        SELECT id, ts_rank_cd(tsv, to_tsquery('simple', %(tsq)s)) AS text_score,
+               embedding <=> %(q)s AS distance FROM chunks
         WHERE tsv @@ to_tsquery('simple', %(tsq)s) {where}
-        ORDER BY text_score DESC, id LIMIT %(n)s) AS matched),
+        -- equal keyword scores: the semantically closer passage first
+        ORDER BY text_score DESC, distance, id LIMIT %(n)s) AS matched),
 fused AS (
     SELECT coalesce(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
            coalesce(1.0 / ({rrf} + v.rank), 0) + coalesce(1.0 / ({rrf} + t.rank), 0) AS fused_score
@@ -366,9 +394,11 @@ def _run(store: "Store", vector, request: SearchRequest, k: int, mode: str, use_
     where, applied = _filter_sql(request, params) if use_filters else (None, {})
     candidates = max(MIN_CANDIDATES, CANDIDATES_PER_K * k)
     params["n"] = candidates
-    words = text_query_words(request.query) if mode == "hybrid" else []
-    params["tsq"] = _tsquery_text(words)
     with store.conn.transaction():
+        words = text_query_words(request.query) if mode == "hybrid" else []
+        common = common_words(store, words)
+        words = [w for w in words if w not in common]
+        params["tsq"] = _tsquery_text(words)
         exact = False
         ef_search = max(DEFAULT_EF_SEARCH, candidates)
         if where is not None:

