@@ -1,0 +1,48 @@
+"""Every user-facing script: importable without loading models or touching the database,
+`--help` works, and a user error is one line with a non-zero exit."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PROJECT_DIR
+
+SCRIPTS = [
+    "main.py",
+    "create_and_persist_embeddings.py",
+    "obsidian_to_embeddings.py",
+    "whatsapp_to_embeddings.py",
+    "embedding_generator_multilingual.py",
+    "formulate_query_for_retrieving_content.py",
+    "retrieve_related_content_from_db.py",
+]
+HEAVY_MODULES = ("torch", "sentence_transformers", "transformers", "mlx", "psycopg", "pgserver")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_import_is_light_and_help_works(script):
+    module = script[:-3]
+    check = (
+        f"import sys; sys.path.insert(0, {str(PROJECT_DIR)!r}); import {module}; "
+        f"assert callable({module}.main); "
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]; print(','.join(heavy))"
+    )
+    imported = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout.strip() == "", f"{script} imports {imported.stdout.strip()} at import time"
+    helped = subprocess.run([sys.executable, str(PROJECT_DIR / script), "--help"], capture_output=True,
+                            text=True, timeout=120, cwd=str(PROJECT_DIR))
+    assert helped.returncode == 0, helped.stderr
+    assert "usage:" in helped.stdout
+
+
+def test_missing_embedding_model_folder_is_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "embedding_generator_multilingual.py"), "hello",
+         "--embedding-model", str(tmp_path / "missing-model")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
