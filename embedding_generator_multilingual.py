@@ -82,7 +82,7 @@ class Embedder:
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes, without special tokens or prefix."""
-        return len(self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        return len(self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
     @functools.cached_property
     def passage_token_budget(self) -> int:
