@@ -21,6 +21,7 @@ new, never half.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import queue
 import sys
@@ -81,6 +82,8 @@ class Summary:
     pruned: list[str] = field(default_factory=list)
     rebuilt: bool = False
     vector_index_rebuilt: bool = False
+    embed_seconds: float = 0.0  # inside the model: the rest of `seconds` is what it did not hide
+    index_seconds: float = 0.0  # HNSW build / ANALYZE at the end
 
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
@@ -313,7 +316,9 @@ class _Pipeline:
                 group.append(nxt)
                 size += len(nxt.chunks)
             texts = [chunk.text for item in group for chunk in item.chunks]
+            began = time.perf_counter()
             vectors = self.embedder.embed_passages(texts) if texts else None
+            self.summary.embed_seconds += time.perf_counter() - began
             start = 0
             for item in group:
                 count = len(item.chunks)
@@ -434,6 +439,8 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
 
     The store must be open with its schema in place (`open_index`). Each given source's
     vanished documents are deleted; sources not given are left alone unless named in `prune`.
+    Documents are chunked in this thread while the model encodes in another: parsers must count
+    tokens with `parser_token_counter(embedder)`, never the model's own tokenizer.
     """
     from store import Store
 
@@ -468,12 +475,15 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
 
     summary.chunks_total = store.count_chunks()
     rows_before = summary.chunks_total - summary.chunks_embedded + summary.chunks_deleted
+    began = time.perf_counter()
     if bulk or not _vector_index_exists(store):
         store.ensure_vector_index()  # also ANALYZEs
         summary.vector_index_rebuilt = True
     elif summary.chunks_embedded + summary.chunks_deleted > ANALYZE_FRACTION * max(rows_before, 1):
         store.conn.execute("ANALYZE chunks")
         store.conn.commit()
+    summary.index_seconds = round(time.perf_counter() - began, 3)
+    summary.embed_seconds = round(summary.embed_seconds, 3)
     summary.seconds = round(time.monotonic() - started, 3)
     if summary.chunks_embedded and summary.seconds:
         summary.chunks_per_second = round(summary.chunks_embedded / summary.seconds, 2)
@@ -509,11 +519,30 @@ def configured_sources(args: argparse.Namespace, say: Callable[[str], None] = no
     return paths
 
 
+def parser_token_counter(embedder) -> Callable[[str], int]:
+    """`embedder.count_tokens` on a private copy of its tokenizer, for the parsing thread.
+
+    A Hugging Face fast tokenizer sets its padding/truncation state on every call; counting in
+    the main thread while the model encodes in the embed thread then corrupts the model's
+    batches ("Unable to create tensor ...", "Already borrowed"). A copy shares nothing.
+    """
+    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
+    if tokenizer is None:
+        return embedder.count_tokens
+    private = copy.deepcopy(tokenizer)
+
+    def count_tokens(text: str) -> int:
+        return len(private(text, add_special_tokens=False, truncation=False)["input_ids"])
+
+    return count_tokens
+
+
 def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
                   warn: Callable[[str], None] = settings.warn) -> dict[str, Iterable[Document]]:
     """The document iterators of the configured sources, budgeted in `embedder`'s tokens."""
     sources: dict[str, Iterable[Document]] = {}
     budget = embedder.passage_token_budget
+    count_tokens = parser_token_counter(embedder)
     if "obsidian" in paths:
         import obsidian_to_embeddings
 
@@ -521,7 +550,7 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
             glob.strip() for glob in (settings.get("OBSIDIAN_EXCLUDE") or "").split(",") if glob.strip()
         ]
         sources["obsidian"] = obsidian_to_embeddings.iter_documents(
-            paths["obsidian"], embedder.count_tokens, budget, exclude=tuple(exclude), warn=warn
+            paths["obsidian"], count_tokens, budget, exclude=tuple(exclude), warn=warn
         )
     if "whatsapp" in paths:
         import whatsapp_to_embeddings
@@ -534,7 +563,7 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
                 "or unset it to use contacts.csv beside the export"
             )
         sources["whatsapp"] = whatsapp_to_embeddings.iter_documents(
-            paths["whatsapp"], embedder.count_tokens, budget, contacts=contacts_path,
+            paths["whatsapp"], count_tokens, budget, contacts=contacts_path,
             date_order=settings.get("WHATSAPP_DATE_ORDER", args.date_order), warn=warn,
         )
     return sources
@@ -546,8 +575,8 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
 def _span(started: datetime | None, ended: datetime | None) -> str:
     if started is None and ended is None:
         return "-"
-    first = started or ended
-    last = ended or started
+    first = (started or ended).astimezone()  # the user's wall clock
+    last = (ended or started).astimezone()
     text = f"{first:%Y-%m-%d %H:%M}"
     if last != first:
         text += f" .. {last:%Y-%m-%d %H:%M}" if last.date() != first.date() else f"-{last:%H:%M}"

@@ -517,6 +517,16 @@ def test_list_shows_every_chunk_and_forget_deletes_a_source_prefix(database_url,
     assert len(recorder.texts) == 2
 
 
+def test_rebuild_alone_empties_the_index_and_forget_needs_a_prefix(database_url, embedder):
+    run(database_url, embedder, {"obsidian": vault(2)})
+    with pytest.raises(settings.UserError, match="non-empty source prefix"):
+        cpe.main(["--forget", "", "--database-url", database_url])
+    out, _ = run_main(["--rebuild", "--json", "--quiet", "--database-url", database_url])
+    assert json.loads(out)["chunks_total"] == 0 and json.loads(out)["rebuilt"] is True
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('chunks')").fetchone()[0] is None
+
+
 def test_a_model_change_is_refused_until_rebuild(database_url, embedder):
     with store.Store(database_url) as db:
         db.ensure_schema("another-model", 1024)
@@ -579,3 +589,44 @@ def test_cli_through_the_real_parsers_is_incremental(tmp_path, database_url, emb
 
     out, err = run_main([*sources, *embedder_path_args])
     assert out.startswith("2 documents") and "chunks embedded" in out
+
+
+def test_the_parsers_count_tokens_on_a_private_tokenizer_while_the_model_encodes(embedder):
+    count = cpe.parser_token_counter(embedder)
+    texts = [f"Sentence {i} " + "word " * (i % 40) for i in range(200)]
+    assert [count(t) for t in texts] == [embedder.count_tokens(t) for t in texts]
+    # Counting in one thread while the model encodes padded batches in another: with the shared
+    # tokenizer this fails ("Unable to create tensor") within a few batches.
+    stop, errors = threading.Event(), []
+
+    def keep_counting():
+        while not stop.is_set():
+            for text in texts:
+                count(text)
+
+    counter = threading.Thread(target=keep_counting)
+    counter.start()
+    try:
+        for _ in range(5):
+            assert embedder.embed_passages(texts[:64]).shape == (64, embedder.dimension)
+    except BaseException as err:
+        errors.append(err)
+    finally:
+        stop.set()
+        counter.join()
+    assert not errors
+
+
+@pytest.mark.skipif(not have_parsers(), reason="the source parsers are not on this checkout yet")
+def test_cli_on_a_generated_corpus_matches_the_parsers_chunks(tmp_path, database_url, embedder, embedder_path_args):
+    sys.path.insert(0, str(PROJECT_DIR / "bench"))
+    from corpus import chunk_texts, write_corpus
+
+    paths = write_corpus(tmp_path, chunks=80)
+    expected = chunk_texts(paths, embedder.count_tokens, embedder.passage_token_budget)
+    out, _ = run_main(["--obsidian", str(paths["obsidian"]), "--whatsapp", str(paths["whatsapp"]),
+                       "--json", "--quiet", *embedder_path_args])
+    summary = json.loads(out)
+    chunks, _ = index_state(database_url)
+    assert summary["chunks_embedded"] == summary["chunks_total"] == len(chunks) == len(set(expected))
+    assert {c[2] for c in chunks} == set(expected)
