@@ -191,7 +191,8 @@ def fit_prompt(llm: "ChatModel", system: str, hits: list["Hit"], history: list[d
     def build(message: str) -> list[dict]:
         turns = [{"role": m["role"], "content": llm.neutralise(m["content"])} for m in history]
         current = {"role": "user", "content": user_turn(message, hits, llm.neutralise)}
-        return [{"role": "system", "content": system}, *turns, current]
+        # The persona can be typed in with /persona: it is untrusted text too.
+        return [{"role": "system", "content": llm.neutralise(system)}, *turns, current]
 
     def largest_fitting(count: int, keep) -> int:
         """The most items (0..count) that fit, by bisection: fewer items never take more room."""

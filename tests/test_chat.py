@@ -111,6 +111,7 @@ def test_special_tokens_are_neutralised_everywhere():
     hits = [make_hit(f"note says {evil}")]
     session, llm, _, _, _ = session_with([KEEPER_JSON, f"echo {evil}", KEEPER_JSON, "fine"], hits=hits)
     session.ask(f"user says {evil}")
+    session.command(f"/persona You are {evil}")
     session.ask("again")
     for call in llm.calls:
         for message in call["messages"]:
