@@ -66,6 +66,7 @@ class Embedder:
         self.query_prefix = "query: " if e5_prefixes else ""
         self.passage_prefix = "passage: " if e5_prefixes else ""
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        settings.quiet_model_loading()
         from sentence_transformers import SentenceTransformer
 
         try:

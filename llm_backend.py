@@ -354,6 +354,7 @@ def load_llm(backend: str | None = None, model: str | None = None) -> ChatModel:
     backend = settings.llm_backend_name(backend)
     name = settings.llm_model_name(backend, model)
     folder = settings.resolve_model_folder(name, "LLM_MODEL", "model")
+    settings.quiet_model_loading()
     if backend == "mlx":
         return MLXChatModel(folder, name)
     return TransformersChatModel(folder, name)

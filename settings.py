@@ -107,6 +107,15 @@ def mark_offline() -> None:
     """Tell huggingface_hub and transformers never to touch the network in this process."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+
+def quiet_model_loading() -> None:
+    """Hide the libraries' weight-loading progress bars and advisory chatter; errors still show."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def resolve_model_folder(name: str, setting: str, kind: str) -> Path:

@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import unicodedata
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,10 +101,12 @@ def embedded_database_url(data_dir: Path) -> str:
             "fix its permissions or set PERSONAL_LLM_DATA_DIR to a writable folder"
         )
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice, not ours to show
+            import pgserver
 
-        _forget_dead_holders(pgdata)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            _forget_dead_holders(pgdata)
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
         _make_socket_dir_private(server, pgdata)
     except Exception as err:  # pgserver raises plain RuntimeError/CalledProcessError
         log = pgdata / "log"
