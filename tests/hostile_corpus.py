@@ -48,6 +48,17 @@ def build(root: Path) -> tuple[Path, Path, dict[str, str], list[str]]:
     _write_bytes(vault / "Good" / "Hundred thousand lines.md", long_lines.encode())
     good["Good/Hundred thousand lines.md"] = "pangolin ledger"
 
+    # A billion-laughs frontmatter: YAML anchors that expand to a huge tree.
+    laughs = ["a: &a [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]"]
+    laughs += [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+               f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]" for i in range(8)]
+    _write_bytes(vault / "Good" / "Laughs.md", ("---\n" + "\n".join(laughs) + "\n---\nThe body is about tapirs.\n").encode())
+    good["Good/Laughs.md"] = "tapirs"
+    # A folder link back to its parent: walking must not loop.
+    (vault / "Good" / "Loop").mkdir(parents=True, exist_ok=True)
+    (vault / "Good" / "Loop" / "back").symlink_to("..", target_is_directory=True)
+    bad.append("Loop/back")
+
     # Bad notes.
     _write_bytes(vault / "Bad" / "junk.md", bytes(range(256)) * 64)
     bad.append("junk.md")
@@ -82,6 +93,19 @@ def build(root: Path) -> tuple[Path, Path, dict[str, str], list[str]]:
     _write_bytes(whatsapp / "WhatsApp Chat with Dates.txt",
                  "45/13/21, 10:15 - Ana: impossible date\n99/99/99, 99:99 - Ana: more\n".encode())
     bad.append("WhatsApp Chat with Dates.txt")
+    mixed = {
+        "444@s.whatsapp.net": {"name": "Mixed Bag", "messages": {
+            "g": {"from_me": False, "timestamp": 1624702500, "data": "The gecko terrarium arrived."},
+            "t": {"from_me": False, "timestamp": "yesterday", "data": "bad time"},
+            "d": {"from_me": True, "timestamp": 1624702600, "data": {"not": "text"}},
+            "n": None,
+        }},
+    }
+    _write_bytes(whatsapp / "mixed" / "result.json", json.dumps(mixed).encode())
+    good["<whatsapp>:Mixed Bag"] = "gecko terrarium"
+    bad.append("mixed")
+    _write_bytes(whatsapp / "WhatsApp Chat with Corrupt.zip", b"PK\x03\x04" + bytes(range(256)) * 4)
+    bad.append("WhatsApp Chat with Corrupt.zip")
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("WhatsApp Chat with Bomb.txt", b"0" * (600 * 1024 * 1024))
