@@ -6,6 +6,7 @@ Budgets are in tokens of the embedding model, so nothing is ever silently trunca
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,11 +43,17 @@ class Chunk:
 
     @property
     def content_hash(self) -> str:
-        """Hash of document id and text: the identity used for incremental re-indexing."""
+        """Hash of everything stored for the chunk but its vector: the identity used for
+        incremental re-indexing (a changed tag or date re-writes the chunk, not only new text)."""
+        described = json.dumps(
+            [self.title, self.heading, self.chat_name, self.chat_id, self.people, self.tags,
+             self.started_at, self.ended_at, self.metadata, self.source, self.source_kind],
+            default=str, sort_keys=True, ensure_ascii=False,
+        )
         digest = hashlib.sha256()
-        digest.update(self.doc_id.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-        digest.update(self.text.encode("utf-8", "surrogatepass"))
+        for part in (self.doc_id, self.text, described):
+            digest.update(part.encode("utf-8", "surrogatepass"))
+            digest.update(b"\0")
         return digest.hexdigest()[:32]
 
 

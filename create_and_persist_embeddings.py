@@ -21,7 +21,6 @@ new, never half.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import queue
 import sys
@@ -519,30 +518,12 @@ def configured_sources(args: argparse.Namespace, say: Callable[[str], None] = no
     return paths
 
 
-def parser_token_counter(embedder) -> Callable[[str], int]:
-    """`embedder.count_tokens` on a private copy of its tokenizer, for the parsing thread.
-
-    A Hugging Face fast tokenizer sets its padding/truncation state on every call; counting in
-    the main thread while the model encodes in the embed thread then corrupts the model's
-    batches ("Unable to create tensor ...", "Already borrowed"). A copy shares nothing.
-    """
-    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
-    if tokenizer is None:
-        return embedder.count_tokens
-    private = copy.deepcopy(tokenizer)
-
-    def count_tokens(text: str) -> int:
-        return len(private(text, add_special_tokens=False, truncation=False)["input_ids"])
-
-    return count_tokens
-
-
 def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
                   warn: Callable[[str], None] = settings.warn) -> dict[str, Iterable[Document]]:
     """The document iterators of the configured sources, budgeted in `embedder`'s tokens."""
     sources: dict[str, Iterable[Document]] = {}
     budget = embedder.passage_token_budget
-    count_tokens = parser_token_counter(embedder)
+    count_tokens = embedder.count_tokens  # thread-safe: its own tokenizer copy
     if "obsidian" in paths:
         import obsidian_to_embeddings
 

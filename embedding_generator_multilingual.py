@@ -6,6 +6,7 @@ and the token counting the chunkers budget with.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -79,7 +80,9 @@ class Embedder:
         dimension_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dimension = int(dimension_of())
         self.max_seq_length = int(self.model.max_seq_length)
-        self._tokenizer = self.model.tokenizer
+        # A private copy for counting: a fast tokenizer keeps per-call padding/truncation state,
+        # so counting in a parsing thread while encode() runs in another corrupts its batches.
+        self._tokenizer = copy.deepcopy(self.model.tokenizer)
 
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes, without special tokens or prefix."""

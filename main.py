@@ -41,7 +41,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Callable, TextIO
 
 import settings

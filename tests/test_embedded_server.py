@@ -1,7 +1,6 @@
 """The embedded PostgreSQL: shared by several processes, private socket, no TCP listener."""
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import stat

@@ -1,6 +1,8 @@
 """The embedder with the real packaged model (and the multilingual E5 where ../shared exists)."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,28 @@ def test_missing_model_offline_is_one_clear_error(monkeypatch):
         "embedding model nobody/no-such-model-anywhere is not on this machine and the hub is unreachable; "
         "download it once with network, or set EMBEDDING_MODEL to a local folder."
     )
+
+
+def test_counting_tokens_while_the_model_encodes_in_another_thread(embedder):
+    count = embedder.count_tokens
+    texts = [f"Sentence {i} " + "word " * (i % 40) for i in range(200)]
+    # Counting in one thread while the model encodes padded batches in another: with the model's own
+    # tokenizer this fails ("Unable to create tensor") within a few batches.
+    stop, errors = threading.Event(), []
+
+    def keep_counting():
+        while not stop.is_set():
+            for text in texts:
+                count(text)
+
+    counter = threading.Thread(target=keep_counting)
+    counter.start()
+    try:
+        for _ in range(5):
+            assert embedder.embed_passages(texts[:64]).shape == (64, embedder.dimension)
+    except BaseException as err:
+        errors.append(err)
+    finally:
+        stop.set()
+        counter.join()
+    assert not errors

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -124,10 +123,6 @@ def other_database_url(pg_server):
     yield pg_server.replace("/postgres?", f"/{name}?")
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def have_parsers() -> bool:
-    return (PROJECT_DIR / "obsidian_to_embeddings.py").is_file() and (PROJECT_DIR / "whatsapp_to_embeddings.py").is_file()
 
 
 # ---------------------------------------------------------------- incremental by content
@@ -568,7 +563,6 @@ def write_whatsapp(root: Path) -> Path:
     return folder
 
 
-@pytest.mark.skipif(not have_parsers(), reason="the source parsers are not on this checkout yet")
 def test_cli_through_the_real_parsers_is_incremental(tmp_path, database_url, embedder_path_args):
     vault_dir, wa_dir = write_vault(tmp_path), write_whatsapp(tmp_path)
     sources = ["--obsidian", str(vault_dir), "--whatsapp", str(wa_dir)]
@@ -591,33 +585,6 @@ def test_cli_through_the_real_parsers_is_incremental(tmp_path, database_url, emb
     assert out.startswith("2 documents") and "chunks embedded" in out
 
 
-def test_the_parsers_count_tokens_on_a_private_tokenizer_while_the_model_encodes(embedder):
-    count = cpe.parser_token_counter(embedder)
-    texts = [f"Sentence {i} " + "word " * (i % 40) for i in range(200)]
-    assert [count(t) for t in texts] == [embedder.count_tokens(t) for t in texts]
-    # Counting in one thread while the model encodes padded batches in another: with the shared
-    # tokenizer this fails ("Unable to create tensor") within a few batches.
-    stop, errors = threading.Event(), []
-
-    def keep_counting():
-        while not stop.is_set():
-            for text in texts:
-                count(text)
-
-    counter = threading.Thread(target=keep_counting)
-    counter.start()
-    try:
-        for _ in range(5):
-            assert embedder.embed_passages(texts[:64]).shape == (64, embedder.dimension)
-    except BaseException as err:
-        errors.append(err)
-    finally:
-        stop.set()
-        counter.join()
-    assert not errors
-
-
-@pytest.mark.skipif(not have_parsers(), reason="the source parsers are not on this checkout yet")
 def test_cli_on_a_generated_corpus_matches_the_parsers_chunks(tmp_path, database_url, embedder, embedder_path_args):
     sys.path.insert(0, str(PROJECT_DIR / "bench"))
     from corpus import chunk_texts, write_corpus
