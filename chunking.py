@@ -57,19 +57,33 @@ class Chunk:
         return digest.hexdigest()[:32]
 
 
+class SourceUnreadable(Exception):
+    """Raised by `make_chunks` when the document's file exists but cannot be read this time."""
+
+
 @dataclass
 class Document:
     """A unit of re-indexing: a note or a chat.
 
     `fingerprint` changes whenever the document's chunks would; `make_chunks` is called only
     when the stored fingerprint differs, so an unchanged document costs no chunking.
+    `unreadable` marks a file that exists but could not be read this run: ingestion keeps
+    whatever is stored from it (for the document `doc_id`, or, when the parser cannot tell
+    which documents the file held and `doc_id` is empty, for every document stored from `path`).
     """
 
     doc_id: str
     source_kind: str
     fingerprint: str
     make_chunks: Callable[[], list[Chunk]]
-    path: str | None = None  # the file it came from, for messages to the user
+    path: str | None = None  # the file(s) it came from, for messages and for `unreadable`
+    unreadable: bool = False
+
+
+def unreadable_file(source_kind: str, path: str, doc_id: str = "") -> Document:
+    """The Document a parser yields for a file it had to skip (see `Document.unreadable`)."""
+    return Document(doc_id=doc_id, source_kind=source_kind, fingerprint="", make_chunks=list,
+                    path=path, unreadable=True)
 
 
 def fingerprint(*parts: str | bytes) -> str:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import settings
-from chunking import Chunk, Document
+from chunking import Chunk, Document, SourceUnreadable
 
 if TYPE_CHECKING:  # heavy modules load only when a run needs them
     import numpy as np
@@ -72,6 +72,7 @@ class Summary:
     documents_changed: int = 0  # (re)indexed because new or edited
     documents_unchanged: int = 0
     documents_deleted: int = 0  # vanished from a given source, or pruned
+    documents_kept: int = 0  # their file could not be read this run: stored chunks left as they were
     chunks_total: int = 0  # chunks in the index after the run
     chunks_embedded: int = 0
     chunks_deleted: int = 0
@@ -88,7 +89,9 @@ class Summary:
         """The one-line summary printed at the end of a run."""
         return (
             f"{self.documents} documents ({self.documents_changed} new or changed, "
-            f"{self.documents_unchanged} unchanged, {self.documents_deleted} removed); "
+            f"{self.documents_unchanged} unchanged, {self.documents_deleted} removed"
+            + (f", {self.documents_kept} kept as stored (unreadable now)" if self.documents_kept else "")
+            + "); "
             f"{self.chunks_embedded} chunks embedded, {self.chunks_deleted} deleted, "
             f"{self.chunks_total} in the index; {self.seconds:.1f} s"
             + (f" ({self.chunks_per_second:.1f} chunks/s)" if self.chunks_embedded else "")
@@ -373,9 +376,32 @@ class _Pipeline:
         """Parse one source, queue its changed documents, then queue the deletion of vanished ones."""
         prefix = f"{name}:"
         stored = reader.document_fingerprints(prefix)
+        stored_paths: dict[str, str] | None = None
+        unreadable: list[str] = []  # files that exist but could not be read this run
         seen: set[str] = set()
+
+        def from_unreadable_file(doc_id: str) -> bool:
+            # Substring match on the recorded path(s): errs on the side of keeping.
+            return bool(unreadable) and any(path in stored_paths.get(doc_id, "") for path in unreadable)
+
+        def shares_a_file_with_a_kept_document(document: Document) -> bool:
+            # A chat merged from a readable and an unreadable file is kept whole; the readable
+            # file's messages alone must not come back as a second copy under another id.
+            if not unreadable or not document.path:
+                return False
+            kept = [stored_paths[d] for d in stored_paths if from_unreadable_file(d)]
+            return any(file in path for file in document.path.split(", ") for path in kept)
+
         for document in documents:
             self.progress.parsed(name)
+            if document.unreadable:
+                if document.doc_id:
+                    seen.add(document.doc_id)
+                    self.summary.documents_kept += document.doc_id in stored
+                elif document.path:
+                    unreadable.append(document.path)
+                    stored_paths = stored_paths or reader.document_paths(prefix)
+                continue
             doc_id = document.doc_id
             if not doc_id.startswith(prefix):
                 self.progress.warn(f"document {doc_id!r} from {document.path} is not a {name} document; skipped")
@@ -388,8 +414,17 @@ class _Pipeline:
             if stored.get(doc_id) == document.fingerprint:
                 self.summary.documents_unchanged += 1
                 continue
+            if doc_id in stored and from_unreadable_file(doc_id):
+                self.summary.documents_kept += 1
+                continue
+            if shares_a_file_with_a_kept_document(document):
+                continue
+            try:
+                chunks = unique_chunks(document.make_chunks())
+            except SourceUnreadable:
+                self.summary.documents_kept += doc_id in stored
+                continue
             self.summary.documents_changed += 1
-            chunks = unique_chunks(document.make_chunks())
             old = reader.stored_hashes(doc_id)
             fresh = [chunk for chunk in chunks if chunk.content_hash not in old]
             stale = old - {chunk.content_hash for chunk in chunks}
@@ -399,7 +434,8 @@ class _Pipeline:
                 _put(self.to_embed, _Item(name, doc_id, piece), self.stop)
             _put(self.to_embed, _Item(name, doc_id, pieces[-1], document, len(chunks), stale), self.stop)
         # The source was read to its end: whatever it no longer yields is gone from it.
-        vanished = sorted(set(stored) - seen)
+        vanished = sorted(doc_id for doc_id in set(stored) - seen if not from_unreadable_file(doc_id))
+        self.summary.documents_kept += len(set(stored) - seen) - len(vanished)
         if vanished:
             _put(self.to_embed, _Item(name, vanished=vanished), self.stop)
 

@@ -1070,10 +1070,10 @@ def _make_chunks(path: Path, relpath: str, count_tokens: Callable[[str], int], m
         mtime = os.stat(path).st_mtime
     except NoteSkipped as skipped:
         warn(f"{relpath}: {skipped}")
-        return []
+        raise chunking.SourceUnreadable(relpath)
     except OSError as err:
         warn(f"{relpath}: cannot be read ({_reason(err)}); skipped")
-        return []
+        raise chunking.SourceUnreadable(relpath)
     text, replaced = decode_note(raw, truncated=size > len(raw))
     if replaced:
         warn(f"{relpath}: not valid UTF-8; {replaced} bad byte sequence{'s' * (replaced != 1)} replaced by \ufffd")
@@ -1103,6 +1103,8 @@ def iter_documents(vault: Path, count_tokens: Callable[[str], int], max_tokens: 
             raw, size = read_note_bytes(path, max_note_bytes)
         except NoteSkipped as skipped:
             warn(f"{rel}: {skipped}")
+            # Kept, not deleted: a note that turned unreadable must not lose its stored chunks.
+            yield chunking.unreadable_file(chunking.NOTES, str(path), doc_id="obsidian:" + rel)
             continue
         if size > len(raw):
             warn(f"{rel}: {size / 2**20:.1f} MB is over the {max_note_bytes / 2**20:g} MB note limit; only "

@@ -375,6 +375,14 @@ class Store:
         self.conn.commit()
         return dict(rows)
 
+    def document_paths(self, doc_id_prefix: str = "") -> dict[str, str]:
+        """doc_id -> the file path(s) recorded for documents whose id starts with the prefix."""
+        rows = self.conn.execute(
+            "SELECT doc_id, coalesce(path, '') FROM documents WHERE starts_with(doc_id, %s)", (doc_id_prefix,)
+        ).fetchall()
+        self.conn.commit()
+        return dict(rows)
+
     def record_document(self, doc_id: str, source_kind: str, fingerprint: str, chunk_count: int,
                         path: str | None = None) -> None:
         """Mark a document as completely indexed at `fingerprint`."""

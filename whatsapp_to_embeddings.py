@@ -224,12 +224,16 @@ def _is_chat_shape(value: object) -> bool:
     return isinstance(value, dict) and isinstance(value.get("messages"), dict)
 
 
-def load_exporter_json(path: Path, contacts: ContactBook, warn: Callable[[str], None] = settings.warn) -> list[Chat]:
-    """Chats of a WhatsApp-Chat-Exporter JSON (`result.json` or a per-chat file); bad file -> warning."""
+def load_exporter_json(path: Path, contacts: ContactBook, warn: Callable[[str], None] = settings.warn,
+                       failed: list[str] | None = None) -> list[Chat]:
+    """Chats of a WhatsApp-Chat-Exporter JSON (`result.json` or a per-chat file); bad file ->
+    warning, and its path appended to `failed`."""
     try:
         data = json.loads(decode_export(Path(path).read_bytes()))
     except (OSError, ValueError) as err:
         warn(f"{path}: not readable JSON ({err.__class__.__name__}: {err}); file skipped")
+        if failed is not None:
+            failed.append(str(path))
         return []
     if not isinstance(data, dict) or not data or not all(_is_chat_shape(v) for v in data.values()):
         if isinstance(data, dict) and any(_is_chat_shape(v) for v in data.values()):
@@ -572,8 +576,10 @@ def _check_inputs(path: Path, date_order: str) -> None:
 
 
 def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto",
-               warn: Callable[[str], None] = settings.warn) -> list[Chat]:
-    """Every chat under `path`, merged across files (see module doc); bad files -> warnings."""
+               warn: Callable[[str], None] = settings.warn, failed: list[str] | None = None) -> list[Chat]:
+    """Every chat under `path`, merged across files (see module doc); bad files -> warnings,
+    and the paths of files that could not be read appended to `failed`."""
+    failed = [] if failed is None else failed
     path = Path(path).expanduser()
     _check_inputs(path, date_order)
     contacts_file = Path(contacts).expanduser() if contacts else _default_contacts(path)
@@ -584,11 +590,12 @@ def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto
     for file in files:
         suffix = file.suffix.lower()
         if suffix == ".json":
-            json_chats.extend(load_exporter_json(file, book, warn))
+            json_chats.extend(load_exporter_json(file, book, warn, failed))
         elif suffix == ".zip":
             text, problem = read_zip_chat(file)
             if problem:
                 warn(f"{file}: {problem}; file skipped")
+                failed.append(str(file))
                 continue
             chat = load_txt_chat(text, str(file), chat_name_from_file(file.name), book, date_order, warn)
             if chat:
@@ -598,6 +605,7 @@ def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto
                 text = decode_export(file.read_bytes())
             except OSError as err:
                 warn(f"{file}: not readable ({err.__class__.__name__}); file skipped")
+                failed.append(str(file))
                 continue
             chat = load_txt_chat(text, str(file), chat_name_from_file(file.name, file.parent.name), book, date_order, warn)
             if chat:
@@ -622,7 +630,13 @@ def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: i
 
     `max_tokens` bounds each whole chunk text; chunks are built only when `make_chunks` is called.
     """
-    for chat in load_chats(Path(path), contacts, date_order, warn):
+    failed: list[str] = []
+    chats = load_chats(Path(path), contacts, date_order, warn, failed)
+    # First, so ingestion knows before any chat which stored chats those files held: a chat
+    # merged from a file that could not be read this time must keep what is stored.
+    for file in failed:
+        yield chunking.unreadable_file(chunking.MESSAGES, file)
+    for chat in chats:
         yield chunking.Document(
             doc_id=f"whatsapp:{chat.key}",
             source_kind=chunking.MESSAGES,

@@ -585,6 +585,35 @@ def test_cli_through_the_real_parsers_is_incremental(tmp_path, database_url, emb
     assert out.startswith("2 documents") and "chunks embedded" in out
 
 
+def test_files_that_turn_unreadable_keep_what_is_stored(tmp_path, database_url, embedder_path_args):
+    vault_dir, wa_dir = write_vault(tmp_path), write_whatsapp(tmp_path)
+    (wa_dir / "WhatsApp Chat with Maria Silva.txt").write_text(
+        "26/06/2021, 12:30 - Maria Silva: Bring the frisbee\n")
+    sources = ["--obsidian", str(vault_dir), "--whatsapp", str(wa_dir), "--json", "--quiet", *embedder_path_args]
+    run_main(sources)
+    before, _ = index_state(database_url)
+
+    # A note replaced by binary junk, and the exporter JSON cut short by a full disk: the
+    # parsers skip both with a warning; nothing stored from them may be lost or re-chunked.
+    (vault_dir / "Trips" / "Kyoto.md").write_bytes(bytes(range(256)) * 8)
+    result = wa_dir / "result.json"
+    result.write_text(result.read_text()[:40])
+    out, err = run_main(sources)
+    summary = json.loads(out)
+    after, _ = index_state(database_url)
+    assert after == before
+    assert summary["chunks_deleted"] == 0 and summary["documents_kept"] == 2
+    assert "Kyoto.md" in err and "result.json" in err
+
+    # Gone for real (the files deleted): now the index follows.
+    (vault_dir / "Trips" / "Kyoto.md").unlink()
+    result.unlink()
+    summary = json.loads(run_main(sources)[0])
+    listed = run_main(["--list", "--database-url", embedder_path_args[1]])[0]
+    assert summary["documents_deleted"] == 2 and "ramen" not in listed  # the note and the merged chat
+    assert "frisbee" in listed and "Saturday" not in listed  # the chat now holds only the .txt messages
+
+
 def test_cli_on_a_generated_corpus_matches_the_parsers_chunks(tmp_path, database_url, embedder, embedder_path_args):
     sys.path.insert(0, str(PROJECT_DIR / "bench"))
     from corpus import chunk_texts, write_corpus

@@ -37,7 +37,13 @@ def ingest(vault: Path, count=words, max_tokens: int = 200, **kwargs):
     """({doc_id: [Chunk]}, [warning]) for the whole vault."""
     warnings: list[str] = []
     docs = list(obsidian.iter_documents(vault, count, max_tokens, warn=warnings.append, **kwargs))
-    return {d.doc_id: d.make_chunks() for d in docs}, warnings
+    return {d.doc_id: d.make_chunks() for d in docs if not d.unreadable}, warnings
+
+
+def unreadable_ids(vault: Path) -> set[str]:
+    """Doc ids the parser reports as present but unreadable (their stored chunks are kept)."""
+    docs = obsidian.iter_documents(vault, words, 200, warn=lambda message: None)
+    return {d.doc_id for d in docs if d.unreadable}
 
 
 def text_of(chunks) -> str:
@@ -473,9 +479,11 @@ def test_bad_files_warn_and_the_rest_is_ingested(tmp_path):
     assert "just a folder" in text_of(chunks["obsidian:Folder.md/Inside.md"])
     for empty in ("Empty.md", "Blank.md", "Frontmatter only.md", "Embeds only.md"):
         assert chunks["obsidian:" + empty] == []  # still a Document, so stale chunks get deleted
-    for skipped in ("Bad/junk.md", "Bad/nul bytes.md", "Bad/random.md", "Links/dangling.md", "Links/a.md",
-                    "Links/b.md", "Links/fifo.md"):
-        assert "obsidian:" + skipped not in chunks
+    skipped = {"Bad/junk.md", "Bad/nul bytes.md", "Bad/random.md", "Links/dangling.md", "Links/a.md",
+               "Links/b.md", "Links/fifo.md"}
+    assert not {"obsidian:" + rel for rel in skipped} & set(chunks)
+    # Reported as unreadable rather than left out, so ingestion keeps what it stored before.
+    assert unreadable_ids(tmp_path) == {"obsidian:" + rel for rel in skipped}
     expected = {
         "Bad/junk.md: binary data", "Bad/nul bytes.md: binary data", "Bad/random.md: binary data",
         "Bad/invalid utf8.md: not valid UTF-8; 2 bad byte sequences", "Links/loop: symbolic link loop",

@@ -352,7 +352,9 @@ def test_bad_files_warn_by_name_and_the_rest_is_still_read(tmp_path):
     write_text(tmp_path / "WhatsApp Chat with Bo.txt", "26/06/2021, 10:00 - Bo: still here\n")
     warnings = []
     docs = documents(tmp_path, warnings)
-    assert [d.doc_id for d in docs] == ["whatsapp:bo"]
+    assert [d.doc_id for d in docs if not d.unreadable] == ["whatsapp:bo"]
+    # Files that could not be read are reported, so ingestion keeps the chats stored from them.
+    assert sorted(Path(d.path).name for d in docs if d.unreadable) == ["broken.zip", "photos.zip", "truncated.json"]
     text = "\n".join(warnings)
     for name, problem in [("truncated.json", "not readable JSON"), ("other.json", "not a WhatsApp-Chat-Exporter JSON"),
                           ("notes.txt", "no WhatsApp messages found"), ("photos.zip", "holds no chat .txt"),
