@@ -128,7 +128,8 @@ def test_ingest_search_and_chat_work_behind_the_guard_and_go_offline_by_themselv
     reports = (tmp_path / "netguard-env.log").read_text().splitlines()
     assert len(reports) == 3, reports  # one per program: the guard was loaded into each
     for report in reports:
-        assert "HF_HUB_OFFLINE=1" in report and "TRANSFORMERS_OFFLINE=1" in report, report
+        for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY"):
+            assert f"{variable}=1" in report.split(), report
 
 
 def test_a_model_missing_from_disk_is_one_error_behind_the_guard(tmp_path, database_url):
