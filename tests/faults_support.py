@@ -128,3 +128,59 @@ def unshare_available() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+class LiveProcess:
+    """A subprocess whose stdout and stderr lines are collected by threads as they come, so a
+    test can talk to it (stdin) and wait for what it says."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], timeout: float = SCRIPT_TIMEOUT):
+        import threading
+
+        self.timeout = timeout
+        self.process = subprocess.Popen(argv, cwd=PROJECT_DIR, env=env, text=True, bufsize=1,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self.ended: set[str] = set()
+        self._changed = threading.Condition()
+        self._threads = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.lines]
+        for thread in self._threads:
+            thread.start()
+
+    def _read(self, name: str) -> None:
+        for line in getattr(self.process, name):
+            with self._changed:
+                self.lines[name].append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.ended.add(name)
+            self._changed.notify_all()
+
+    def send(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def wait_for(self, stream: str, text: str, count: int = 1) -> list[str]:
+        """Wait until `count` lines of `stream` contain `text`; returns those lines."""
+        def matching():
+            found = [line for line in self.lines[stream] if text in line]
+            return found if len(found) >= count or stream in self.ended else None
+
+        with self._changed:
+            found = self._changed.wait_for(matching, timeout=self.timeout)
+        assert found is not None and len(found) >= count, (
+            f"waited for {count} x {text!r} on {stream}:\n" + "\n".join(self.lines["stderr"][-40:]))
+        return found
+
+    def finish(self) -> int:
+        """Close stdin and wait for the exit code."""
+        self.process.stdin.close()
+        code = self.process.wait(timeout=self.timeout)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        return code
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
