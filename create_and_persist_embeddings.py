@@ -695,6 +695,22 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     say = (lambda message: None) if args.quiet else note
+    import store
+
+    try:
+        return run(args, say)
+    except Exception as err:
+        if not store.is_database_error(err):
+            raise
+        # Every write is in a transaction that rolled back: the index is as the last commit left it.
+        raise settings.UserError(
+            f"{store.database_error_message(err)}; the index was left as the last completed "
+            "documents left it. Fix the database (space, permissions, server) and re-run to finish."
+        ) from None
+
+
+def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    """The work behind `main`, once the arguments are parsed."""
     from store import open_store
 
     if args.list:

@@ -467,6 +467,26 @@ def _no_nul(text: str | None) -> str | None:
     return text.replace("\x00", "") if text else text
 
 
+def is_database_error(err: BaseException) -> bool:
+    """True for psycopg's errors (checked without importing psycopg)."""
+    return type(err).__module__.split(".")[0] == "psycopg"
+
+
+def database_error_message(err: BaseException) -> str:
+    """One line describing a database failure in the middle of work."""
+    import psycopg
+
+    if isinstance(err, psycopg.errors.ReadOnlySqlTransaction):
+        return "the database is read-only and refused the write"
+    if isinstance(err, psycopg.errors.DiskFull):
+        return "the database's disk is full"
+    if isinstance(err, psycopg.OperationalError):
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "connection lost"
+        return f"lost the connection to the database ({reason})"
+    primary = getattr(getattr(err, "diag", None), "message_primary", None) or str(err).strip().splitlines()[0]
+    return f"database error: {primary}"
+
+
 def open_store(url: str | None = None, data_dir: str | Path | None = None) -> Store:
     """Connect to the configured database (embedded unless DATABASE_URL is set)."""
     return Store(database_url(url, data_dir))

@@ -88,8 +88,6 @@ def test_database_down_mid_chat_is_one_warning_and_the_chat_answers_again_once_i
 # ---------------------------------------------------------------- writes refused during ingestion
 
 
-@pytest.mark.xfail(reason="create_and_persist_embeddings.main lets psycopg errors (read-only database, disk "
-                          "full) escape as a traceback; see the fault-tests report", strict=False)
 def test_a_read_only_database_stops_ingestion_with_one_error_and_the_index_intact(
         tmp_path, pg_server, database_url, embedding_model_path):
     vault = write_vault(tmp_path)
@@ -142,8 +140,6 @@ def database_on_a_small_disk(pg_server: str):
         point.rmdir()
 
 
-@pytest.mark.xfail(reason="create_and_persist_embeddings.main lets psycopg errors (read-only database, disk "
-                          "full) escape as a traceback; see the fault-tests report", strict=False)
 def test_a_full_disk_stops_ingestion_with_one_error_and_the_index_intact(tmp_path, pg_server, embedding_model_path):
     with database_on_a_small_disk(pg_server) as (url, disk):
         vault = write_vault(tmp_path)
