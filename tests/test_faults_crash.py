@@ -5,12 +5,11 @@ A small wrapper (HOOK below) runs `create_and_persist_embeddings.py` unchanged, 
 pauses at one chosen moment (the n-th document parsed, the n-th embedding call, just after the
 n-th COPY while its transaction is open, or before the vector index build) and says so on
 stderr. The test then sends SIGKILL, or lets it go on. So each kill lands exactly in the phase
-it names, whatever the machine's speed. (Slow: about two minutes, fifteen CLI runs.)
+it names, whatever the machine's speed. (Slow: about two minutes, some twenty CLI runs.)
 """
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
 import subprocess
@@ -23,8 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from faults_support import (PROJECT_DIR, assert_clean_exit, index_state, private_database, run_script,
-                            script_env)
+from faults_support import (PROJECT_DIR, assert_clean_exit, assert_one_error_line, database_name, index_state,
+                            private_database, run_script, script_env)
 
 SMALL_NOTES = 160
 BIG_NOTE_SECTIONS = 6
@@ -276,6 +275,25 @@ def test_sigkill_at_each_phase_then_rerun_gives_the_uninterrupted_index(
     assert has_vector_index(database_url)
     # Only the work the kill lost was redone.
     assert json.loads(again.stdout)["chunks_embedded"] == len(reference[0]) - len(chunks)
+
+
+def test_connections_cut_mid_run_end_it_with_one_error_and_a_rerun_completes_the_index(
+        tmp_path, pg_server, database_url, corpus, reference, embedding_model_path):
+    args = cli_args(corpus, database_url, embedding_model_path)
+    victim = Hooked(tmp_path, args, "write", 140)
+    try:
+        victim.wait_for(PAUSED)
+        with psycopg.connect(pg_server, autocommit=True) as admin:  # e.g. the server restarted
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (database_name(database_url),))
+        result = victim.resume()
+    finally:
+        victim.close()
+    assert "connection" in assert_one_error_line(result)
+    committed_is_consistent(database_url, reference)
+    again = run_script("create_and_persist_embeddings.py", args, script_env(tmp_path))
+    assert_clean_exit(again)
+    assert index_state(database_url) == reference
 
 
 # ---------------------------------------------------------------- concurrency

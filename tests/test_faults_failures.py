@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from faults_support import (LiveProcess, assert_clean_exit, assert_one_error_line, database_name, index_state,
+from faults_support import (LiveProcess, assert_one_error_line, database_name, index_state,
                             run_script, script_env)
 
 DOWN_WARNING = "the database is not reachable"
@@ -103,7 +103,7 @@ def test_a_read_only_database_stops_ingestion_with_one_error_and_the_index_intac
                            "--embedding-model", embedding_model_path, "--quiet"], script_env(tmp_path))
     finally:
         admin(pg_server, f"ALTER DATABASE {name} RESET default_transaction_read_only")
-    assert_one_error_line(done)
+    assert "read-only" in assert_one_error_line(done)
     assert index_state(database_url) == before
 
 
@@ -155,7 +155,7 @@ def test_a_full_disk_stops_ingestion_with_one_error_and_the_index_intact(tmp_pat
                           ["--obsidian", str(vault), "--database-url", url, "--embedding-model",
                            embedding_model_path, "--quiet"], script_env(tmp_path))
         (disk / "ballast").unlink()
-        assert_one_error_line(done)
+        assert "disk is full" in assert_one_error_line(done)
         assert index_state(url) == before
 
 
