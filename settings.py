@@ -14,6 +14,9 @@ from typing import Callable
 
 PROJECT_DIR = Path(__file__).resolve().parent
 
+# Before any Hugging Face library is imported: they read this once, at import.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 # name -> (default, one-line description). `.env.example` mirrors this table.
 SETTINGS: dict[str, tuple[str | None, str]] = {
     "OBSIDIAN_VAULT_PATH": (None, "Obsidian vault folder; unset skips the source"),
