@@ -570,6 +570,7 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     interactive = stdin is sys.stdin and stdin.isatty()
 
+    empty_index_hint = f"note: the index is empty; run `{INGEST_COMMAND}` to add your notes and messages"
     # Load order: the store (fast, fails early), the embedder, then the LLM.
     if retriever is None:
         import store as store_module
@@ -578,18 +579,20 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
 
         url = store_module.database_url(args.database_url, args.data_dir)
         store = store_module.Store(url)
+        if store.count_chunks() == 0:
+            # Before any model loads: on a fresh machine this is the first thing to do.
+            print(empty_index_hint, file=stderr, flush=True)
         embedder = load_embedder(args.embedding_model)
         retriever = StoreRetriever(url, embedder, store=store)
         try:
             check_index(store, embedder)  # another model's index is an error, not a bad answer
         except EmptyIndexError:
-            pass  # told below, and the chat still runs (ingestion may happen meanwhile)
-    count_chunks = getattr(retriever, "count_chunks", None)
-    if count_chunks is not None:
+            pass  # told above, and the chat still runs (ingestion may happen meanwhile)
+    else:
+        count_chunks = getattr(retriever, "count_chunks", None)
         try:
-            if count_chunks() == 0:
-                print(f"note: the index is empty; run `{INGEST_COMMAND}` to add your notes and messages",
-                      file=stderr, flush=True)
+            if count_chunks is not None and count_chunks() == 0:
+                print(empty_index_hint, file=stderr, flush=True)
         except DatabaseDown as err:
             print(f"warning: {err}", file=stderr, flush=True)
     if llm is None:
