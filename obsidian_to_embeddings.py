@@ -1035,7 +1035,7 @@ def note_to_chunks(text: str, relpath: str, count_tokens: Callable[[str], int], 
     """Chunks of one note's text; `relpath` is its vault-relative posix path (with `.md`).
 
     A note with any visible text (headings included) yields at least one chunk; an empty or
-    frontmatter-only note yields none.
+    frontmatter-only note yields none, with a warning naming it.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     yaml_text, body, _ = split_frontmatter(text)
@@ -1049,6 +1049,12 @@ def note_to_chunks(text: str, relpath: str, count_tokens: Callable[[str], int], 
     sections = parse_body(body, inline_tags)
     info = note_info(relpath, properties, inline_tags, mtime)
     if not sections:
+        # Said once per edit of the note (unchanged notes are not re-read), so it cannot nag.
+        # Embed-only notes (a Bases view, a gallery) are normal and stay silent.
+        if not text.strip():
+            warn(f"{relpath}: empty note; nothing to index")
+        elif not body.strip():
+            warn(f"{relpath}: properties only, no text; nothing to index")
         return []
     doc_id = "obsidian:" + relpath
     source = "<obsidian>:" + (relpath[:-3] if relpath.lower().endswith(".md") else relpath)

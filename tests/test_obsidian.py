@@ -489,6 +489,7 @@ def test_bad_files_warn_and_the_rest_is_ingested(tmp_path):
         "Bad/invalid utf8.md: not valid UTF-8; 2 bad byte sequences", "Links/loop: symbolic link loop",
         "Links/dangling.md: broken symbolic link", "Links/a.md: symbolic link loop", "Links/b.md: symbolic link loop",
         "Links/fifo.md: not a regular file",
+        "Empty.md: empty note", "Blank.md: empty note", "Frontmatter only.md: properties only, no text",
     }
     assert len(warnings) == len(expected)
     assert all(any(w.startswith(e) for w in warnings) for e in expected), warnings
@@ -553,7 +554,13 @@ def test_kepano_vault(shared_fixtures, embedder):
     vault = shared_fixtures / "obsidian" / "kepano-obsidian"
     budget = embedder.passage_token_budget
     chunks, warnings = ingest(vault, count=embedder.count_tokens, max_tokens=budget)
-    assert warnings == []
+    # The only warnings: notes made of properties alone (named, so the user knows they hold no text).
+    properties_only = {w.split(": ", 1)[0] for w in warnings if w.endswith("properties only, no text; nothing to index")}
+    assert len(properties_only) == len(warnings) > 0, warnings
+    for rel in properties_only:
+        raw = (vault / rel).read_text()
+        assert raw.startswith("---") and raw.split("---", 2)[2].strip() == "", rel
+        assert chunks["obsidian:" + rel] == []
     assert not any(d.startswith(("obsidian:.obsidian/", "obsidian:Templates/")) for d in chunks)
     expected_ids = {"obsidian:" + p.relative_to(vault).as_posix() for p in vault.rglob("*.md")
                     if not p.relative_to(vault).as_posix().startswith((".", "Templates/"))}
