@@ -35,8 +35,6 @@ import settings
 from chunking import Chunk, Document, SourceUnreadable
 
 if TYPE_CHECKING:  # heavy modules load only when a run needs them
-    import numpy as np
-
     from embedding_generator_multilingual import Embedder
     from store import Store
 
