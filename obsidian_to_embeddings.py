@@ -60,6 +60,11 @@ PEOPLE_PROPERTIES = ("people", "person", "persons", "author", "authors", "attend
                      "with", "guests", "guest", "host", "hosts", "speaker", "speakers", "organizer",
                      "contact", "contacts", "friends", "family")
 DATE_PROPERTIES = ("date", "created")
+# A note's own span (a trip, a project) when it has no single date: start .. end.
+SPAN_PROPERTIES = ("start", "end")
+# Properties that describe how Obsidian shows a note, or are indexed as metadata already.
+NON_CONTENT_PROPERTIES = frozenset({"tags", "tag", "aliases", "alias", "cssclasses", "cssclass",
+                                    "publish", "permalink"})
 # Fenced blocks in these languages are plugin queries (Dataview, Bases, search...): what
 # Obsidian shows is their result, not their code, so they are dropped like embeds.
 QUERY_LANGUAGES = frozenset({"dataview", "dataviewjs", "query", "base", "tasks"})
@@ -855,6 +860,10 @@ def note_info(relpath: str, raw_properties: dict, inline_tags: list[str], mtime:
             span = _date_from_value(keyed.get(key))
             if span:
                 break
+    if span is None:
+        start, end = (_date_from_value(keyed.get(key)) for key in SPAN_PROPERTIES)
+        if start:
+            span = (start[0], (end or start)[1])
     if span is None and mtime is not None:
         moment = datetime.fromtimestamp(mtime).astimezone()
         span, origin = (moment, moment), "mtime"
@@ -1030,6 +1039,17 @@ class NoteChunker:
         return [part for piece, _ in pieces for part in self._fit(path, piece)]
 
 
+def properties_sentence(properties: dict) -> str:
+    """The content-bearing property values of a note as one line of prose, e.g.
+    `{"categories": ["Trips"], "loc": ["Kyoto", "Japan"]}` -> "categories Trips; loc Kyoto, Japan"."""
+    parts = []
+    for key, value in properties.items():
+        values = [v.strip() for v in _strings(value) if v.strip()]
+        if values and str(key).strip().lower() not in NON_CONTENT_PROPERTIES:
+            parts.append(f"{key} {', '.join(values)}")
+    return "; ".join(parts)
+
+
 def note_to_chunks(text: str, relpath: str, count_tokens: Callable[[str], int], max_tokens: int,
                    warn: Callable[[str], None] = settings.warn, mtime: float | None = None) -> list[Chunk]:
     """Chunks of one note's text; `relpath` is its vault-relative posix path (with `.md`).
@@ -1048,6 +1068,10 @@ def note_to_chunks(text: str, relpath: str, count_tokens: Callable[[str], int], 
     inline_tags: list[str] = []
     sections = parse_body(body, inline_tags)
     info = note_info(relpath, properties, inline_tags, mtime)
+    if not sections and not body.strip():
+        # A note made of properties (a trip: start, end, places) still says something: index
+        # their values as one line. Written as prose ("loc Kyoto, Japan"), never as YAML.
+        sections = parse_body(properties_sentence(info.properties))
     if not sections:
         # Said once per edit of the note (unchanged notes are not re-read), so it cannot nag.
         # Embed-only notes (a Bases view, a gallery) are normal and stay silent.

@@ -554,13 +554,7 @@ def test_kepano_vault(shared_fixtures, embedder):
     vault = shared_fixtures / "obsidian" / "kepano-obsidian"
     budget = embedder.passage_token_budget
     chunks, warnings = ingest(vault, count=embedder.count_tokens, max_tokens=budget)
-    # The only warnings: notes made of properties alone (named, so the user knows they hold no text).
-    properties_only = {w.split(": ", 1)[0] for w in warnings if w.endswith("properties only, no text; nothing to index")}
-    assert len(properties_only) == len(warnings) > 0, warnings
-    for rel in properties_only:
-        raw = (vault / rel).read_text()
-        assert raw.startswith("---") and raw.split("---", 2)[2].strip() == "", rel
-        assert chunks["obsidian:" + rel] == []
+    assert warnings == []
     assert not any(d.startswith(("obsidian:.obsidian/", "obsidian:Templates/")) for d in chunks)
     expected_ids = {"obsidian:" + p.relative_to(vault).as_posix() for p in vault.rglob("*.md")
                     if not p.relative_to(vault).as_posix().startswith((".", "Templates/"))}
@@ -587,7 +581,10 @@ def test_kepano_vault(shared_fixtures, embedder):
     meeting = chunks["obsidian:Notes/2023-09-12 Meeting with Steph.md"][0]
     assert "Discussed the book Out of Control on the topic of Emergence" in meeting.text
     assert meeting.people == ["Steph Ango"]
-    assert chunks["obsidian:Notes/2023 Japan Trip.md"] == []  # frontmatter only
+    # Properties only: their values are the note's text, its start..end its time span.
+    [trip] = chunks["obsidian:Notes/2023 Japan Trip.md"]
+    assert trip.text == "2023 Japan Trip\ncategories Trips; start 2023-09-12; end 2023-09-30; loc Kyoto, Japan"
+    assert (trip.started_at.date().isoformat(), trip.ended_at.date().isoformat()) == ("2023-09-12", "2023-09-30")
     evergreen = chunks["obsidian:Notes/Evergreen notes turn ideas into objects that you can manipulate.md"]
     assert "0🌲" in evergreen[0].tags and "A company is a superorganism" in text_of(evergreen)
 
