@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Callable
 
 TokenCounter = Callable[[str], int]
 
@@ -144,32 +144,3 @@ def pack(pieces: list[str], count_tokens: TokenCounter, max_tokens: int, joiner:
     if current:
         packs.append(current)
     return packs
-
-
-def tail_overlap(text: str, count_tokens: TokenCounter, max_tokens: int) -> str:
-    """The last whole sentences (or words) of `text` that fit in `max_tokens`, for overlap."""
-    if max_tokens <= 0:
-        return ""
-    units = _SENTENCE_END.split(text.strip())
-    if len(units) < 2:
-        units = text.split()
-    kept: list[str] = []
-    for unit in reversed(units):
-        candidate = " ".join([unit, *kept])
-        if count_tokens(candidate) > max_tokens:
-            break
-        kept.insert(0, unit)
-    return " ".join(kept)
-
-
-def iter_budgeted(
-    header: str, body_pieces: list[str], count_tokens: TokenCounter, max_tokens: int
-) -> Iterator[str]:
-    """Yield chunk texts, each `header` + newline + packed body, never over `max_tokens`."""
-    header_tokens = count_tokens(header + "\n") if header else 0
-    body_budget = max(8, max_tokens - header_tokens)
-    fitted: list[str] = []
-    for piece in body_pieces:
-        fitted.extend(split_to_fit(piece, count_tokens, body_budget))
-    for body in pack(fitted, count_tokens, body_budget):
-        yield f"{header}\n{body}" if header else body
