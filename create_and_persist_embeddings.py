@@ -373,22 +373,20 @@ class _Pipeline:
     def feed_source(self, name: str, documents: Iterable[Document], reader: "Store") -> None:
         """Parse one source, queue its changed documents, then queue the deletion of vanished ones."""
         prefix = f"{name}:"
-        stored = reader.document_fingerprints(prefix)
-        stored_paths: dict[str, str] | None = None
+        stored = reader.stored_documents(prefix)  # doc_id -> (fingerprint, recorded path(s))
         unreadable: list[str] = []  # files that exist but could not be read this run
+        kept_paths: list[str] = []  # recorded paths of the stored documents built from those files
         seen: set[str] = set()
 
         def from_unreadable_file(doc_id: str) -> bool:
             # Substring match on the recorded path(s): errs on the side of keeping.
-            return bool(unreadable) and any(path in stored_paths.get(doc_id, "") for path in unreadable)
+            return any(path in stored[doc_id][1] for path in unreadable)
 
         def shares_a_file_with_a_kept_document(document: Document) -> bool:
             # A chat merged from a readable and an unreadable file is kept whole; the readable
             # file's messages alone must not come back as a second copy under another id.
-            if not unreadable or not document.path:
-                return False
-            kept = [stored_paths[d] for d in stored_paths if from_unreadable_file(d)]
-            return any(file in path for file in document.path.split(", ") for path in kept)
+            files = document.path.split(", ") if document.path else []
+            return any(file in path for file in files for path in kept_paths)
 
         for document in documents:
             self.progress.parsed(name)
@@ -398,7 +396,7 @@ class _Pipeline:
                     self.summary.documents_kept += document.doc_id in stored
                 elif document.path:
                     unreadable.append(document.path)
-                    stored_paths = stored_paths or reader.document_paths(prefix)
+                    kept_paths = [path for doc_id, (_, path) in stored.items() if from_unreadable_file(doc_id)]
                 continue
             doc_id = document.doc_id
             if not doc_id.startswith(prefix):
@@ -409,7 +407,7 @@ class _Pipeline:
                 continue
             seen.add(doc_id)
             self.summary.documents += 1
-            if stored.get(doc_id) == document.fingerprint:
+            if doc_id in stored and stored[doc_id][0] == document.fingerprint:
                 self.summary.documents_unchanged += 1
                 continue
             if doc_id in stored and from_unreadable_file(doc_id):

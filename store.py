@@ -367,21 +367,14 @@ class Store:
         )
         return cur.rowcount
 
-    def document_fingerprints(self, doc_id_prefix: str = "") -> dict[str, str]:
-        """doc_id -> fingerprint for documents whose id starts with the prefix."""
+    def stored_documents(self, doc_id_prefix: str = "") -> dict[str, tuple[str, str]]:
+        """doc_id -> (fingerprint, recorded file path(s)) for documents whose id starts with the prefix."""
         rows = self.conn.execute(
-            "SELECT doc_id, fingerprint FROM documents WHERE starts_with(doc_id, %s)", (doc_id_prefix,)
+            "SELECT doc_id, fingerprint, coalesce(path, '') FROM documents WHERE starts_with(doc_id, %s)",
+            (doc_id_prefix,),
         ).fetchall()
         self.conn.commit()
-        return dict(rows)
-
-    def document_paths(self, doc_id_prefix: str = "") -> dict[str, str]:
-        """doc_id -> the file path(s) recorded for documents whose id starts with the prefix."""
-        rows = self.conn.execute(
-            "SELECT doc_id, coalesce(path, '') FROM documents WHERE starts_with(doc_id, %s)", (doc_id_prefix,)
-        ).fetchall()
-        self.conn.commit()
-        return dict(rows)
+        return {doc_id: (fingerprint, path) for doc_id, fingerprint, path in rows}
 
     def record_document(self, doc_id: str, source_kind: str, fingerprint: str, chunk_count: int,
                         path: str | None = None) -> None:

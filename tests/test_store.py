@@ -135,7 +135,7 @@ def test_delete_documents_removes_their_chunks_only(db):
     with db.transaction():
         assert db.delete_documents(["obsidian:Note 1.md"]) == 1
     assert db.count_chunks() == 1
-    assert db.document_fingerprints() == {}
+    assert db.stored_documents() == {}
 
 
 def test_concurrent_schema_creation_from_two_processes(database_url):
