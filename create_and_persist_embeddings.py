@@ -546,8 +546,27 @@ def configured_sources(args: argparse.Namespace, say: Callable[[str], None] = no
                 f"{setting} {path} does not exist; fix {SOURCE_FLAGS[name]} or {setting} "
                 "(environment or .env), or unset it to skip this source"
             )
+        if name == "obsidian" and not path.is_dir():
+            raise settings.UserError(
+                f"{setting} {path} is not a folder; point {SOURCE_FLAGS[name]} or {setting} at the vault "
+                "folder (the one holding .obsidian/), not at a note"
+            )
         paths[name] = path
+    if "whatsapp" in paths:
+        contacts_path(args)  # checked now: nothing may be dropped before every argument is known good
     return paths
+
+
+def contacts_path(args: argparse.Namespace) -> Path | None:
+    """The Google Contacts CSV in force (--contacts / WHATSAPP_CONTACTS), or None; a missing file is an error."""
+    contacts = settings.get("WHATSAPP_CONTACTS", args.contacts)
+    path = Path(contacts).expanduser() if contacts else None
+    if path is not None and not path.is_file():
+        raise settings.UserError(
+            f"WHATSAPP_CONTACTS {path} does not exist; fix --contacts or WHATSAPP_CONTACTS, "
+            "or unset it to use contacts.csv beside the export"
+        )
+    return path
 
 
 def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
@@ -559,24 +578,16 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
     if "obsidian" in paths:
         import obsidian_to_embeddings
 
-        exclude = list(args.exclude) or [
-            glob.strip() for glob in (settings.get("OBSIDIAN_EXCLUDE") or "").split(",") if glob.strip()
-        ]
+        # The preview script's parser: what it shows excluded is what ingestion keeps out.
+        exclude = obsidian_to_embeddings.exclude_globs(args.exclude)
         sources["obsidian"] = obsidian_to_embeddings.iter_documents(
             paths["obsidian"], count_tokens, budget, exclude=tuple(exclude), warn=warn
         )
     if "whatsapp" in paths:
         import whatsapp_to_embeddings
 
-        contacts = settings.get("WHATSAPP_CONTACTS", args.contacts)
-        contacts_path = Path(contacts).expanduser() if contacts else None
-        if contacts_path is not None and not contacts_path.is_file():
-            raise settings.UserError(
-                f"WHATSAPP_CONTACTS {contacts_path} does not exist; fix --contacts or WHATSAPP_CONTACTS, "
-                "or unset it to use contacts.csv beside the export"
-            )
         sources["whatsapp"] = whatsapp_to_embeddings.iter_documents(
-            paths["whatsapp"], count_tokens, budget, contacts=contacts_path,
+            paths["whatsapp"], count_tokens, budget, contacts=contacts_path(args),
             date_order=settings.get("WHATSAPP_DATE_ORDER", args.date_order), warn=warn,
         )
     return sources
@@ -662,7 +673,7 @@ def setup_arg_parser() -> argparse.ArgumentParser:
                         help="folder or file with result.json and/or .txt/.zip exports (WHATSAPP_WORKING_PATH)")
     parser.add_argument("--contacts", metavar="FILE", help="Google Contacts CSV (WHATSAPP_CONTACTS)")
     parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
-                        help="vault paths to keep out, repeatable (OBSIDIAN_EXCLUDE, comma-separated)")
+                        help="vault paths to keep out, comma-separated and/or repeated (OBSIDIAN_EXCLUDE)")
     parser.add_argument("--date-order", choices=("auto", "dayfirst", "monthfirst"),
                         help="date order of WhatsApp .txt exports (WHATSAPP_DATE_ORDER)")
     parser.add_argument("--rebuild", action="store_true",

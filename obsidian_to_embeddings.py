@@ -113,16 +113,28 @@ def _glob_regex(pattern: str) -> re.Pattern | None:
     return re.compile(regex if anchored else f"(?:.*/)?{regex}", re.DOTALL)
 
 
+def split_globs(values: Sequence[str] | str | None) -> list[str]:
+    """The one exclusion parser: each value is a comma-separated list of globs.
+
+    `split_globs(["Private, Drafts/**", "*.canvas.md"]) == ["Private", "Drafts/**", "*.canvas.md"]`.
+    """
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [glob.strip() for value in values for glob in value.split(",") if glob.strip()]
+
+
 def compile_excludes(globs: Sequence[str]) -> Callable[[str], bool]:
     """A predicate on vault-relative posix paths: True when one of `globs` excludes the path."""
-    regexes = [r for r in (_glob_regex(g) for g in globs) if r is not None]
+    regexes = [r for r in (_glob_regex(g) for g in split_globs(globs)) if r is not None]
     return lambda rel: any(r.fullmatch(rel) for r in regexes)
 
 
 def exclude_globs(flag_values: Sequence[str] | None = None) -> list[str]:
-    """The exclude globs in force: `--exclude` flags, else OBSIDIAN_EXCLUDE (comma-separated)."""
-    joined = ",".join(flag_values) if flag_values else None
-    return [g.strip() for g in (settings.get("OBSIDIAN_EXCLUDE", joined) or "").split(",") if g.strip()]
+    """The exclude globs in force, for every entry point: the `--exclude` flags (each one
+    comma-separated, repeatable), else OBSIDIAN_EXCLUDE (comma-separated)."""
+    return split_globs(flag_values) or split_globs(settings.get("OBSIDIAN_EXCLUDE"))
 
 
 def _read_json(path: Path) -> dict:
@@ -1166,7 +1178,7 @@ def setup_arg_parser() -> argparse.ArgumentParser:
         description="Print the chunks an Obsidian vault turns into (a dry run: nothing is embedded or stored).")
     parser.add_argument("--obsidian", metavar="PATH", help="vault folder (OBSIDIAN_VAULT_PATH)")
     parser.add_argument("--exclude", metavar="GLOB", action="append", default=[],
-                        help="keep matching vault paths out, repeatable (OBSIDIAN_EXCLUDE, comma-separated)")
+                        help="keep matching vault paths out, comma-separated and/or repeated (OBSIDIAN_EXCLUDE)")
     parser.add_argument("--include-templates", action="store_true", help="also read the templates folder")
     parser.add_argument("--json", action="store_true", help="one JSON object per chunk")
     parser.add_argument("--embedding-model", help="model whose tokenizer budgets the chunks (EMBEDDING_MODEL)")

@@ -1,0 +1,122 @@
+"""Never lose the index to a mistake (issue 20, ingestion side) and say what really happened
+(issue 13): validation before any deletion, one exclusion parser, a rebuild that swaps in at the
+end, sources that suddenly look empty, model identity, document paths, moves, the forget list.
+Real embedded PostgreSQL + pgvector, the real packaged embedding model, the real parsers.
+"""
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import create_and_persist_embeddings as cpe
+import obsidian_to_embeddings as obsidian
+import settings
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def cli_args(database_url, embedding_model_path):
+    return ["--database-url", database_url, "--embedding-model", embedding_model_path, "--device", "cpu"]
+
+
+def run_main(argv: list[str]) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        assert cpe.main(argv) == 0
+    return out.getvalue(), err.getvalue()
+
+
+def ingest_json(argv: list[str]) -> dict:
+    return json.loads(run_main([*argv, "--json", "--quiet"])[0])
+
+
+def stored(url: str) -> tuple[frozenset, frozenset]:
+    """({(doc_id, content_hash, content)}, {(doc_id, fingerprint)}): the whole index, comparable."""
+    with psycopg.connect(url) as conn:
+        chunks = frozenset(conn.execute("SELECT doc_id, content_hash, content FROM chunks").fetchall())
+        documents = frozenset(conn.execute("SELECT doc_id, fingerprint FROM documents").fetchall())
+    return chunks, documents
+
+
+def sources_listed(url: str) -> set[str]:
+    out, _ = run_main(["--list", "--json", "--database-url", url])
+    return {json.loads(line)["source"] for line in out.splitlines()}
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_vault(root: Path, notes: int = 4) -> Path:
+    vault = root / "vault"
+    (vault / ".obsidian").mkdir(parents=True)
+    for i in range(notes):
+        write(vault, f"Notes/n{i}.md", f"# Note {i}\n\nParagraph about topic {i * 7} and nothing else.\n")
+    return vault
+
+
+def write_whatsapp(root: Path) -> Path:
+    folder = root / "wa"
+    folder.mkdir()
+    (folder / "WhatsApp Chat with Maria Silva.txt").write_text(
+        "26/06/2021, 12:30 - Maria Silva: Bring the frisbee\n26/06/2021, 12:31 - Me: Sure, and the ball\n")
+    (folder / "WhatsApp Chat with Joao.txt").write_text("01/07/2021, 09:00 - Joao: The keys are under the mat\n")
+    return folder
+
+
+# ---------------------------------------------------------------- validate before anything is dropped
+
+
+def test_rebuild_with_a_note_instead_of_the_vault_is_refused_before_anything_is_dropped(tmp_path, database_url, cli_args):
+    vault, wa = write_vault(tmp_path), write_whatsapp(tmp_path)
+    ingest_json(["--obsidian", str(vault), "--whatsapp", str(wa), *cli_args])
+    before = stored(database_url)
+    assert len(before[0]) == 6  # 4 notes, 2 chats
+
+    with pytest.raises(settings.UserError) as err:
+        cpe.main(["--rebuild", "--obsidian", str(vault / "Notes" / "n0.md"), *cli_args])
+    assert str(err.value).startswith(f"OBSIDIAN_VAULT_PATH {vault / 'Notes' / 'n0.md'} is not a folder;")
+    assert stored(database_url) == before
+
+    # A missing contacts file is found out before the rebuild drops anything, too.
+    with pytest.raises(settings.UserError, match="WHATSAPP_CONTACTS .*missing.csv does not exist"):
+        cpe.main(["--rebuild", "--whatsapp", str(wa), "--contacts", str(tmp_path / "missing.csv"), *cli_args])
+    assert stored(database_url) == before
+
+
+# ---------------------------------------------------------------- one exclusion parser
+
+
+def test_exclude_is_parsed_the_same_by_the_preview_and_by_ingestion_flag_or_setting(
+        tmp_path, database_url, cli_args, embedding_model_path, monkeypatch, capsys):
+    vault = write_vault(tmp_path, notes=2)
+    write(vault, "Private/Diary.md", "# Diary\n\nThe private words nobody may read.\n")
+    write(vault, "Drafts/Plan.md", "# Plan\n\nA half-written plan.\n")
+    public = {"<obsidian>:Notes/n0", "<obsidian>:Notes/n1"}
+
+    assert obsidian.main(["--obsidian", str(vault), "--json", "--exclude", "Private, Drafts",
+                          "--embedding-model", embedding_model_path]) == 0
+    previewed = {json.loads(line)["source"] for line in capsys.readouterr().out.splitlines()}
+    assert previewed == public
+
+    ingest_json(["--obsidian", str(vault), "--exclude", "Private, Drafts", *cli_args])
+    assert sources_listed(database_url) == public  # the preview and ingestion agree
+
+    # OBSIDIAN_EXCLUDE, and a flag mixing commas with repetition, go through the same parser.
+    monkeypatch.setenv("OBSIDIAN_EXCLUDE", "Drafts,Private/**")
+    write(vault, "Private/More.md", "# More\n\nStill private.\n")
+    ingest_json(["--obsidian", str(vault), *cli_args])
+    assert sources_listed(database_url) == public
+    monkeypatch.delenv("OBSIDIAN_EXCLUDE")
+    ingest_json(["--obsidian", str(vault), "--exclude", "Private,Nothing", "--exclude", "Drafts", *cli_args])
+    assert sources_listed(database_url) == public
