@@ -71,6 +71,7 @@ class Summary:
     documents_unchanged: int = 0
     documents_deleted: int = 0  # vanished from a given source, or pruned
     documents_kept: int = 0  # their file could not be read this run: stored chunks left as they were
+    documents_missing: int = 0  # gone from a source that suddenly looks empty: kept, with a warning
     chunks_total: int = 0  # chunks in the index after the run
     chunks_embedded: int = 0
     chunks_deleted: int = 0
@@ -89,6 +90,7 @@ class Summary:
             f"{self.documents} documents ({self.documents_changed} new or changed, "
             f"{self.documents_unchanged} unchanged, {self.documents_deleted} removed"
             + (f", {self.documents_kept} kept as stored (unreadable now)" if self.documents_kept else "")
+            + (f", {self.documents_missing} missing but kept" if self.documents_missing else "")
             + "); "
             f"{self.chunks_embedded} chunks embedded, {self.chunks_deleted} deleted, "
             f"{self.chunks_total} in the index; {self.seconds:.1f} s"
@@ -204,7 +206,7 @@ def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait
         # A bulk load was interrupted before its index build: build it now with enough memory
         # (ensure_schema would build it with the server's small default).
         store.ensure_vector_index()
-    store.ensure_schema(embedder.name, embedder.dimension)
+    store.ensure_schema(embedder.name, embedder.dimension, getattr(embedder, "folder", None))
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -279,6 +281,7 @@ class _Pipeline:
         self.to_embed: queue.Queue = queue.Queue(maxsize=queue_items)
         self.to_write: queue.Queue = queue.Queue(maxsize=queue_items)
         self.stop = threading.Event()
+        self.allow_mass_deletion: set[str] = set()  # sources whose vanished documents go however many
         self.errors: list[BaseException] = []
         self.threads = [
             threading.Thread(target=self._guard, args=(self._embed_loop,), name="embed", daemon=True),
@@ -432,6 +435,16 @@ class _Pipeline:
         # The source was read to its end: whatever it no longer yields is gone from it.
         vanished = sorted(doc_id for doc_id in set(stored) - seen if not from_unreadable_file(doc_id))
         self.summary.documents_kept += len(set(stored) - seen) - len(vanished)
+        if vanished and name not in self.allow_mass_deletion and looks_lost(len(stored), len(seen), len(vanished)):
+            # An unsynced cloud folder or an unmounted drive looks like this: report, never delete.
+            self.summary.documents_missing += len(vanished)
+            self.progress.warn(
+                f"{name}: {len(vanished)} of the {len(stored)} documents stored from it are missing this run"
+                + (" (it yielded no documents at all)" if not seen else "")
+                + f"; kept them. If they were really removed, re-run with --prune {name} "
+                f"beside {SOURCE_FLAGS[name]} PATH to remove them"
+            )
+            vanished = []
         if vanished:
             _put(self.to_embed, _Item(name, vanished=vanished), self.stop)
 
@@ -449,6 +462,17 @@ class _Pipeline:
                 thread.join(timeout=_POLL_SECONDS)
         if self.errors and not failed:
             raise self.errors[0]
+
+
+def looks_lost(stored: int, yielded: int, vanished: int) -> bool:
+    """True when a source's vanished documents look like a mistake, not deletions: it yielded
+    nothing, or more than half of what was stored went at once. One vanished note is a deletion.
+
+    `looks_lost(51, 0, 51)`, `looks_lost(10, 4, 6)` are True; `looks_lost(2, 1, 1)` is False.
+    """
+    if vanished == 0:
+        return False
+    return yielded == 0 or (vanished > 1 and vanished * 2 > stored)
 
 
 def prune_sources(store: "Store", names: Iterable[str]) -> tuple[int, int]:
@@ -478,8 +502,11 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     started = time.monotonic()
     progress = progress or Progress(enabled=False)
     summary = Summary(sources=list(sources), pruned=sorted(set(prune)))
-    if summary.pruned:
-        pruned_docs, pruned_chunks = prune_sources(store, summary.pruned)
+    # --prune SOURCE beside SOURCE's path: read it, and let it delete however much vanished.
+    # Alone: remove everything stored from SOURCE.
+    wiped = [name for name in summary.pruned if name not in sources]
+    if wiped:
+        pruned_docs, pruned_chunks = prune_sources(store, wiped)
         summary.documents_deleted += pruned_docs
         summary.chunks_deleted += pruned_chunks
     # Into an empty table, COPY without the HNSW index and build it once at the end: much
@@ -489,6 +516,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
         store.drop_vector_index()
 
     pipeline = _Pipeline(store, embedder, progress, summary, embed_group, queue_items, commit_chunks, commit_seconds)
+    pipeline.allow_mass_deletion = set(summary.pruned) & set(sources)
     reader = Store(store.url)
     reader.conn.autocommit = True  # reads must hold no locks that DDL or the writer could wait on
     failed = True
@@ -530,12 +558,8 @@ def configured_sources(args: argparse.Namespace, say: Callable[[str], None] = no
     for name in SOURCES:
         setting = SOURCE_SETTINGS[name]
         flag_value = getattr(args, name)
-        if name in args.prune:
-            if flag_value:
-                raise settings.UserError(
-                    f"{SOURCE_FLAGS[name]} and --prune {name} contradict each other; pass one of them"
-                )
-            continue  # pruned on this run, so not read from the settings either
+        if name in args.prune and not flag_value:
+            continue  # pruned whole on this run, so not read from the settings either
         value = settings.get(setting, flag_value)
         if not value:
             say(f"{name} skipped: {setting} is not set (pass {SOURCE_FLAGS[name]} PATH or set it in .env)")
@@ -679,7 +703,9 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rebuild", action="store_true",
                         help="empty the whole index first (also the fix after changing EMBEDDING_MODEL)")
     parser.add_argument("--prune", metavar="SOURCE", action="append", default=[], choices=SOURCES,
-                        help="delete everything indexed from SOURCE (obsidian or whatsapp), repeatable")
+                        help="delete everything indexed from SOURCE (obsidian or whatsapp), repeatable; beside "
+                             "SOURCE's path (--obsidian/--whatsapp): delete whatever vanished from it, "
+                             "however much (a source that lost most of its documents is otherwise kept)")
     parser.add_argument("--forget", metavar="SOURCE_PREFIX",
                         help='delete the chunks whose source starts with this, e.g. "<whatsapp>:Maria", and stop')
     parser.add_argument("--list", action="store_true",

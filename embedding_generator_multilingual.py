@@ -60,6 +60,7 @@ class Embedder:
                  e5_prefixes: bool | None = None):
         folder = settings.resolve_model_folder(model_name, "EMBEDDING_MODEL", "embedding model")
         self.name = model_name
+        self.folder = str(folder)  # the model's identity in the index: one model however it is spelt
         self.device = pick_device(device)
         self.batch_size = batch_size or (DEFAULT_CPU_BATCH_SIZE if self.device == "cpu" else DEFAULT_GPU_BATCH_SIZE)
         if e5_prefixes is None:

@@ -380,7 +380,7 @@ def check_index(store: "Store", embedder: "Embedder") -> None:
     if info is None:
         raise EmptyIndexError(EMPTY_INDEX_HINT)
     if (info.model, info.dimension) != (embedder.name, embedder.dimension):
-        store.ensure_schema(embedder.name, embedder.dimension)  # raises the rebuild message
+        store.ensure_schema(embedder.name, embedder.dimension, getattr(embedder, "folder", None))  # raises the rebuild message
     store._register_vector()
 
 

@@ -215,8 +215,12 @@ class Store:
             return None
         return IndexInfo(rows["embedding_model"], int(rows["embedding_dimension"]), rows.get("schema_version", "?"))
 
-    def ensure_schema(self, model_name: str, dimension: int) -> None:
-        """Create everything idempotently, in one transaction under a lock; refuse another model."""
+    def ensure_schema(self, model_name: str, dimension: int, model_folder: str | None = None) -> None:
+        """Create everything idempotently, in one transaction under a lock; refuse another model.
+
+        `model_folder` is where `model_name` resolved to: two spellings of one model (a trailing
+        slash, a relative path, a hub id and its snapshot folder) are one model.
+        """
         import psycopg
 
         try:
@@ -228,17 +232,22 @@ class Store:
                     rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
                     if "embedding_model" in rows:
                         built_with = (rows["embedding_model"], int(rows["embedding_dimension"]))
-                        if built_with != (model_name, dimension):
+                        if built_with[1] != dimension or not same_model(
+                                built_with[0], rows.get("embedding_model_folder"), model_name, model_folder):
                             raise settings.UserError(
                                 f"the index was built with {built_with[0]} ({built_with[1]} dims); "
                                 f"EMBEDDING_MODEL is {model_name} ({dimension}). Re-run ingestion with --rebuild."
                             )
+                        if model_folder and "embedding_model_folder" not in rows:
+                            # An index from before folders were recorded: record it now.
+                            cur.execute("INSERT INTO index_meta (key, value) VALUES ('embedding_model_folder', %s)",
+                                        (str(model_folder),))
                     else:
-                        cur.executemany(
-                            "INSERT INTO index_meta (key, value) VALUES (%s, %s)",
-                            [("schema_version", SCHEMA_VERSION), ("embedding_model", model_name),
-                             ("embedding_dimension", str(dimension))],
-                        )
+                        meta = [("schema_version", SCHEMA_VERSION), ("embedding_model", model_name),
+                                ("embedding_dimension", str(dimension))]
+                        if model_folder:
+                            meta.append(("embedding_model_folder", str(model_folder)))
+                        cur.executemany("INSERT INTO index_meta (key, value) VALUES (%s, %s)", meta)
         except psycopg.errors.InsufficientPrivilege as err:
             raise settings.UserError(f"the database user may not create tables ({err.diag.message_primary})")
         self._register_vector()
@@ -427,6 +436,32 @@ class Store:
             hit["score"] = 1.0 - float(row[-1])
             hits.append(hit)
         return hits
+
+
+def _model_folder(name: str) -> Path | None:
+    """Where a model name points on this machine without any download: a folder, or a hub id's
+    cached snapshot; None when neither."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return folder.resolve()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True)).resolve()
+    except Exception:  # not a hub id, or not cached: nothing to compare
+        return None
+
+
+def same_model(stored_name: str, stored_folder: str | None, name: str, folder: str | None) -> bool:
+    """True when two model spellings are one model: equal names, or the same resolved folder.
+
+    `same_model("models/e5/", None, "./models/e5", None)` is True where that folder exists.
+    """
+    if stored_name == name:
+        return True
+    theirs = Path(stored_folder).resolve() if stored_folder else _model_folder(stored_name)
+    mine = Path(folder).resolve() if folder else _model_folder(name)
+    return theirs is not None and theirs == mine
 
 
 def _aware(moment: datetime | None) -> datetime | None:

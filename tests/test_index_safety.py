@@ -120,3 +120,81 @@ def test_exclude_is_parsed_the_same_by_the_preview_and_by_ingestion_flag_or_sett
     monkeypatch.delenv("OBSIDIAN_EXCLUDE")
     ingest_json(["--obsidian", str(vault), "--exclude", "Private,Nothing", "--exclude", "Drafts", *cli_args])
     assert sources_listed(database_url) == public
+
+
+# ---------------------------------------------------------------- sources that suddenly look empty
+
+
+def test_an_empty_vault_or_whatsapp_folder_keeps_what_is_stored_and_says_how_to_remove_it(
+        tmp_path, database_url, cli_args):
+    vault, wa = write_vault(tmp_path), write_whatsapp(tmp_path)
+    sources = ["--obsidian", str(vault), "--whatsapp", str(wa)]
+    ingest_json([*sources, *cli_args])
+    before = stored(database_url)
+
+    # The cloud folder has not synced yet / the drive is not mounted: both folders are empty.
+    empty_vault, empty_wa = tmp_path / "empty-vault", tmp_path / "empty-wa"
+    empty_vault.mkdir(), empty_wa.mkdir()
+    out, err = run_main(["--obsidian", str(empty_vault), "--whatsapp", str(empty_wa), "--json", *cli_args])
+    summary = json.loads(out)
+    assert stored(database_url) == before
+    assert (summary["documents_deleted"], summary["chunks_deleted"], summary["documents_missing"]) == (0, 0, 6)
+    assert "obsidian: 4 of the 4 documents stored from it are missing this run" in err
+    assert "whatsapp: 2 of the 2 documents stored from it are missing" in err
+    assert "--prune obsidian beside --obsidian PATH" in err
+
+    # The fix the warning names removes them for real.
+    summary = ingest_json(["--obsidian", str(empty_vault), "--prune", "obsidian", *cli_args])
+    assert (summary["documents_deleted"], summary["documents_missing"]) == (4, 0)
+    assert {doc_id for doc_id, _ in stored(database_url)[1]} == {doc_id for doc_id, _ in before[1]
+                                                                 if doc_id.startswith("whatsapp:")}
+
+
+def test_losing_more_than_half_of_a_vault_keeps_it_but_one_vanished_note_is_deleted(tmp_path, database_url, cli_args):
+    vault = write_vault(tmp_path, notes=5)
+    args = ["--obsidian", str(vault), *cli_args]
+    ingest_json(args)
+
+    (vault / "Notes" / "n4.md").unlink()
+    summary = ingest_json(args)
+    assert (summary["documents_deleted"], summary["documents_missing"]) == (1, 0)
+
+    for i in range(1, 4):  # 3 of the 4 left vanish at once
+        (vault / "Notes" / f"n{i}.md").unlink()
+    before = stored(database_url)
+    out, err = run_main([*args, "--json"])
+    assert stored(database_url) == before and json.loads(out)["documents_missing"] == 3
+    assert "obsidian: 3 of the 4 documents stored from it are missing this run; kept them" in err
+    assert "missing but kept" in run_main(args)[0]
+
+    summary = ingest_json([*args, "--prune", "obsidian"])
+    assert summary["documents_deleted"] == 3 and sources_listed(database_url) == {"<obsidian>:Notes/n0"}
+
+
+# ---------------------------------------------------------------- model identity
+
+
+def test_one_model_spelt_with_a_trailing_slash_or_a_relative_path_is_the_same_model(
+        tmp_path, database_url, embedding_model_path, monkeypatch):
+    import os
+
+    from embedding_generator_multilingual import load_embedder
+    import store
+
+    vault = write_vault(tmp_path, notes=2)
+    base = ["--database-url", database_url, "--device", "cpu", "--obsidian", str(vault)]
+    # An index as today's main built it: the model recorded by name only.
+    with store.Store(database_url) as db:
+        db.ensure_schema(embedding_model_path, load_embedder(embedding_model_path, "cpu").dimension)
+    monkeypatch.chdir(Path(embedding_model_path).parent)
+    relative = os.path.join(".", os.path.basename(embedding_model_path))
+    for spelling in (embedding_model_path + "/", relative, embedding_model_path):
+        summary = ingest_json([*base, "--embedding-model", spelling])
+        assert summary["chunks_total"] == 2
+    with psycopg.connect(database_url) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM index_meta").fetchall())
+    assert meta["embedding_model_folder"] == str(Path(embedding_model_path).resolve())  # migrated in place
+
+    # Another folder is another model; a folder and a hub id that is not cached are not compared.
+    assert not store.same_model(embedding_model_path, None, str(tmp_path), None)
+    assert not store.same_model("intfloat/multilingual-e5-large", None, embedding_model_path, embedding_model_path)

@@ -471,9 +471,12 @@ def test_nothing_configured_explains_how_to_configure(embedder_path_args):
     assert str(err.value) == cpe.NOTHING_CONFIGURED
 
 
-def test_prune_and_the_same_source_on_one_command_line_contradict(tmp_path, embedder_path_args):
-    with pytest.raises(settings.UserError, match="contradict"):
-        cpe.main(["--obsidian", str(tmp_path), "--prune", "obsidian", *embedder_path_args])
+def test_prune_beside_the_source_path_reads_it_and_lets_it_delete_however_much_vanished(
+        tmp_path, database_url, embedder, embedder_path_args):
+    run(database_url, embedder, {"obsidian": vault(2), "whatsapp": chats()})
+    out, _ = run_main(["--obsidian", str(tmp_path), "--prune", "obsidian", "--json", *embedder_path_args])
+    summary = json.loads(out)
+    assert (summary["documents_deleted"], summary["chunks_total"], summary["pruned"]) == (2, 3, ["obsidian"])
 
 
 def test_prune_only_and_json_summary_keys(database_url, embedder, embedder_path_args):
