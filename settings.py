@@ -157,6 +157,20 @@ def resolve_model_folder(name: str, setting: str, kind: str) -> Path:
     return Path(fetched)
 
 
+def local_model_folder(name: str) -> Path | None:
+    """Where model `name` is on this machine, never downloading: its folder resolved, or a hub
+    id's cached snapshot; None when neither (what two spellings of one model are compared by)."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        return folder.resolve()
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True)).resolve()
+    except Exception:  # not a hub id, or not in the cache: nothing to compare
+        return None
+
+
 def warn(message: str) -> None:
     """One `warning: ...` line on stderr (bad input that was skipped, never a traceback)."""
     print(f"warning: {message}", file=sys.stderr)

@@ -438,20 +438,6 @@ class Store:
         return hits
 
 
-def _model_folder(name: str) -> Path | None:
-    """Where a model name points on this machine without any download: a folder, or a hub id's
-    cached snapshot; None when neither."""
-    folder = Path(name).expanduser()
-    if folder.is_dir():
-        return folder.resolve()
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(name, local_files_only=True)).resolve()
-    except Exception:  # not a hub id, or not cached: nothing to compare
-        return None
-
-
 def same_model(stored_name: str, stored_folder: str | None, name: str, folder: str | None) -> bool:
     """True when two model spellings are one model: equal names, or the same resolved folder.
 
@@ -459,8 +445,8 @@ def same_model(stored_name: str, stored_folder: str | None, name: str, folder: s
     """
     if stored_name == name:
         return True
-    theirs = Path(stored_folder).resolve() if stored_folder else _model_folder(stored_name)
-    mine = Path(folder).resolve() if folder else _model_folder(name)
+    theirs = Path(stored_folder).resolve() if stored_folder else settings.local_model_folder(stored_name)
+    mine = Path(folder).resolve() if folder else settings.local_model_folder(name)
     return theirs is not None and theirs == mine
 
 
