@@ -7,17 +7,41 @@ BIN := $(VENV)/bin
 
 .PHONY: chat test ingest bench clean
 
+# On Linux the CPU build of torch comes from PyTorch's CPU wheel index (PyPI's Linux wheel is the
+# multi-GB CUDA build). Only torch is asked of that index, once, so an unreachable index costs a
+# second, not a retry per package. macOS takes PyPI's wheel.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PIN := $(shell grep '^torch==' constraints.txt)
+PIP_INSTALL := $(BIN)/pip install --quiet -c constraints.txt
+
+.PHONY: pins
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+$(VENV)/.installed: requirements.txt constraints.txt | $(BIN)/python
+	if [ "$$(uname -s)" = Linux ]; then \
+		$(BIN)/pip install --quiet --no-deps --retries 0 --extra-index-url $(TORCH_INDEX) "$(TORCH_PIN)"; fi
+	$(PIP_INSTALL) -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
+
+# Refresh constraints.txt on purpose: resolve requirements*.txt afresh in a scratch venv and
+# record what it got. Run `make test` on the result and commit it on its own.
+pins:
+	rm -rf .venv-pins
+	$(PYTHON) -m venv .venv-pins
+	.venv-pins/bin/pip install --quiet --upgrade pip
+	if [ "$$(uname -s)" = Linux ]; then \
+		.venv-pins/bin/pip install --quiet --no-deps --retries 0 --extra-index-url $(TORCH_INDEX) torch; fi
+	.venv-pins/bin/pip install --quiet -r requirements-dev.txt
+	{ sed -n '1,3p' constraints.txt; .venv-pins/bin/pip freeze --exclude-editable | sed 's/^\(torch==[^+]*\)+cpu$$/\1/'; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf .venv-pins
 
 chat: $(VENV)/.installed
 	$(BIN)/python main.py
@@ -32,4 +56,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-pins
