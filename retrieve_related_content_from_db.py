@@ -4,6 +4,7 @@ Also a search CLI:
 
     python retrieve_related_content_from_db.py "what did Maria and I plan for Saturday?"
     python retrieve_related_content_from_db.py "Kyoto trip" --since 2021-06 --person maria --json
+    python retrieve_related_content_from_db.py "May" --since 2023-05 --until 2023-05 --all   # every passage
     printf 'query one\\nquery two\\n' | python retrieve_related_content_from_db.py - --json
 
 Hits come back best first. `Hit.score` is the cosine similarity of the passage to the query
@@ -442,6 +443,33 @@ def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAU
     return SearchResult(hits=hits, request=request, filters_applied=applied, fell_back=fell_back, note=note)
 
 
+def window_passages(store: "Store", request: SearchRequest, vector=None) -> list[Hit]:
+    """Every chunk that matches the request's filters (dates, people, source kind), oldest
+    first, with no top-k: what a question about a whole period has to read. `request.query` is
+    not used to select; with `vector` (the embedded query) each hit's `score` is its cosine
+    similarity, else 0.0. A request without any filter is refused (it would be the whole index)."""
+    import numpy as np
+    from psycopg import sql
+
+    params: dict = {}
+    where, applied = _filter_sql(request, params)
+    if where is None:
+        raise settings.UserError("reading every passage needs a window: give --since/--until, --person or --source")
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in _HIT_COLUMNS)
+    similarity = sql.SQL("0.0::float8")
+    if vector is not None:
+        store._register_vector()
+        params["q"] = np.asarray(vector, dtype=np.float32)
+        similarity = sql.SQL("1 - (embedding <=> %(q)s)")
+    statement = sql.SQL(
+        "SELECT {columns}, {similarity}, NULL::float8, NULL::bigint, NULL::bigint FROM chunks WHERE {where} "
+        # Undated rows cannot pass a date filter; the id keeps equal times in ingestion order.
+        "ORDER BY coalesce(started_at, ended_at), id").format(columns=columns, similarity=similarity, where=where)
+    rows = store.conn.execute(statement, params).fetchall()
+    store.conn.commit()
+    return [_row_to_hit(row, "vector") for row in rows]
+
+
 def explain_search(store: "Store", vector, request: SearchRequest, k: int = DEFAULT_TOP_K,
                    mode: str = DEFAULT_MODE) -> str:
     """The query plan of the statement `search` would run (to check the HNSW index is used)."""
@@ -482,6 +510,19 @@ def _result_json(result: SearchResult) -> list[dict]:
             for hit in result.hits]
 
 
+def _print_window(store: "Store", embedder: "Embedder", request: SearchRequest, as_json: bool) -> None:
+    """The --all output: every passage of the window, oldest first."""
+    hits = window_passages(store, request, embedder.embed_query(request.query))
+    if as_json:
+        _, applied = _filter_sql(request, {})
+        print(json.dumps([{**hit.to_json(), "filters": applied, "fell_back": False} for hit in hits],
+                         ensure_ascii=False), flush=True)
+        return
+    print(f"{len(hits)} passage{'' if len(hits) == 1 else 's'} in the window, oldest first")
+    for number, hit in enumerate(hits, 1):
+        print(format_hit(number, hit))
+
+
 def setup_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Search your indexed notes and messages (hybrid vector + keyword search).")
@@ -494,6 +535,9 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--person", action="append", default=[], help="only passages with/about this person (repeatable)")
     parser.add_argument("--source", choices=SOURCE_KINDS, help="only notes or only messages")
     parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (default) or vector only")
+    parser.add_argument("--all", action="store_true",
+                        help="every passage of the window (--since/--until, --person, --source) in time order, "
+                             "no top-k; the score is each passage's similarity to the query")
     parser.add_argument("--database-url", help="PostgreSQL URL (DATABASE_URL); unset: the embedded server")
     parser.add_argument("--data-dir", help="data folder of the embedded server (PERSONAL_LLM_DATA_DIR)")
     parser.add_argument("--embedding-model", help="hub id or folder (EMBEDDING_MODEL); must be the one used to ingest")
@@ -523,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     until = _parse_cli_date(args.until, "--until", end=True)
     if since and until and since > until:
         raise settings.UserError(f"--since {args.since} is after --until {args.until}")
+    if args.all and (args.k is not None or args.query == "-"):
+        raise settings.UserError("--all prints every passage of the window: it takes one query and no -k")
+    if args.all and not (since or until or args.person or args.source):
+        raise settings.UserError("--all needs a window: add --since/--until (YYYY, YYYY-MM or YYYY-MM-DD), "
+                                 "--person or --source")
     if args.query == "-":
         queries = (line.strip() for line in sys.stdin)
     else:
@@ -540,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 request = SearchRequest(query, since=since, until=until, people=args.person,
                                         source_kind=args.source)
+                if args.all:
+                    _print_window(store, embedder, request, args.json)
+                    continue
                 result = search(store, embedder, request, k=k, mode=args.mode)
                 if result.note:
                     print(f"note: {result.note}", file=sys.stderr)

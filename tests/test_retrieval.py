@@ -197,6 +197,26 @@ def test_source_kind_filter(db):
         retrieval.search(db, FakeEmbedder(), SearchRequest("alpha", source_kind="emails"))
 
 
+def test_window_returns_every_passage_of_the_period_oldest_first(db):
+    # More passages than any top-k, stored out of time order, with other months around them.
+    may = [chat_chunk("Maria", f"day {day}", ["Maria", "Me"], datetime(2023, 5, day, 12, tzinfo=UTC))
+           for day in (29, 2, 17, 5, 11, 23, 8, 14, 20, 26, 3, 30, 9, 15)]
+    others = [chat_chunk("Maria", "april", ["Maria", "Me"], datetime(2023, 4, 30, 12, tzinfo=UTC)),
+              chat_chunk("Bob", "may with bob", ["Bob", "Me"], datetime(2023, 5, 10, 12, tzinfo=UTC)),
+              note("Undated", "no date")]
+    fill(db, may + others, [at_cosine(0.5 + i / 100) for i in range(len(may) + len(others))])
+    window = SearchRequest("", since=datetime(2023, 5, 1, tzinfo=UTC), until=datetime(2023, 5, 31, tzinfo=UTC))
+    hits = retrieval.window_passages(db, window)
+    assert [h.started_at.day for h in hits] == sorted([c.started_at.day for c in may] + [10])
+    assert len(hits) == 15 and all(h.score == 0.0 for h in hits)
+    window.people = ["maria"]
+    maria = retrieval.window_passages(db, window, vector=FakeEmbedder().vector)
+    assert [h.content for h in maria] == [f"day {d}" for d in sorted(c.started_at.day for c in may)]
+    assert all(0 < h.score <= 1 for h in maria)  # each passage's similarity to the query
+    with pytest.raises(settings.UserError, match="needs a window"):
+        retrieval.window_passages(db, SearchRequest("everything"))
+
+
 def test_selective_filter_still_returns_a_full_top_k_through_the_index(db):
     rng = np.random.default_rng(7)
     vectors = rng.normal(size=(2000, DIM)).astype(np.float32)
@@ -364,6 +384,21 @@ def test_cli_prints_hits_and_json_with_filters(real_index, embedding_model_path,
     assert hit["filters"]["since"].startswith("2021-06-01T00:00:00")
     assert hit["filters"]["until"].startswith("2021-06-30T23:59:59")
     assert hit["fell_back"] is False
+
+
+def test_cli_all_prints_every_passage_of_the_window_in_time_order(real_index, embedding_model_path, capsys):
+    code, out, _ = run_cli(["anything", "--all", "--since", "2021", "--until", "2022", "--json"],
+                           embedding_model_path, real_index, capsys)
+    hits = json.loads(out)
+    assert code == 0 and [h["source"] for h in hits] == ["<whatsapp>:Maria Silva", "<whatsapp>:Bob"]
+    assert hits[0]["filters"]["since"].startswith("2021-01-01")
+    code, out, _ = run_cli(["hiking", "--all", "--person", "bob"], embedding_model_path, real_index, capsys)
+    assert out.splitlines()[0] == "1 passage in the window, oldest first"
+    assert "<whatsapp>:Bob" in out and "Maria" not in out
+    with pytest.raises(settings.UserError, match="--all needs a window"):
+        run_cli(["x", "--all"], embedding_model_path, real_index, capsys)
+    with pytest.raises(settings.UserError, match="no -k"):
+        run_cli(["x", "--all", "--since", "2021", "-k", "3"], embedding_model_path, real_index, capsys)
 
 
 def test_cli_fallback_note_goes_to_stderr(real_index, embedding_model_path, capsys):
