@@ -9,6 +9,9 @@ Incremental by content: a document (note or chat) whose fingerprint is stored is
 without chunking; a changed one embeds only chunks whose content hash is not stored and
 deletes its stale chunks; documents gone from a source given on this run are deleted. Sources
 left off the command line keep their chunks (only --prune SOURCE or --rebuild removes them).
+--rebuild fills an empty schema beside the live index and swaps its tables in with one
+transaction at the end: until then searches use the old index, and a failed or killed rebuild
+leaves it whole (the next run drops the leftovers).
 
 Streaming: parsing and chunking run in the main thread, embedding in one worker thread (torch
 releases the GIL) and writing in another, joined by bounded queues, so memory stays flat
@@ -166,12 +169,6 @@ def note(message: str) -> None:
 # ---------------------------------------------------------------- opening the index
 
 
-def _vector_index_exists(store: "Store") -> bool:
-    exists = store.conn.execute("SELECT to_regclass('chunks_embedding_hnsw') IS NOT NULL").fetchone()[0]
-    store.conn.commit()
-    return bool(exists)
-
-
 def _table_exists(store: "Store", name: str) -> bool:
     exists = store.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
     store.conn.commit()
@@ -198,15 +195,26 @@ def acquire_writer_lock(store: "Store", wait: bool = True, say: Callable[[str], 
 
 def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait: bool = True,
                say: Callable[[str], None] = note) -> None:
-    """Lock, optionally wipe (`rebuild`), and create or check the schema for `embedder`'s model."""
+    """Lock, and create or check the schema for `embedder`'s model.
+
+    `rebuild`: the schema is created empty beside the live index, which searches keep using
+    until `finish_index` swaps the new one in; what an interrupted rebuild left is dropped first.
+    """
     acquire_writer_lock(store, wait, say)
+    store.drop_unfinished_rebuild()
     if rebuild:
-        store.drop_all()
-    elif _table_exists(store, "chunks") and not _vector_index_exists(store):
+        store.begin_rebuild()
+    elif _table_exists(store, "chunks") and not store.vector_index_exists():
         # A bulk load was interrupted before its index build: build it now with enough memory
         # (ensure_schema would build it with the server's small default).
         store.ensure_vector_index()
     store.ensure_schema(embedder.name, embedder.dimension, getattr(embedder, "folder", None))
+
+
+def finish_index(store: "Store") -> None:
+    """End of a run: a rebuild's new index replaces the live one, in one transaction."""
+    if store.search_path:
+        store.finish_rebuild()
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -517,7 +525,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
 
     pipeline = _Pipeline(store, embedder, progress, summary, embed_group, queue_items, commit_chunks, commit_seconds)
     pipeline.allow_mass_deletion = set(summary.pruned) & set(sources)
-    reader = Store(store.url)
+    reader = Store(store.url, store.search_path)  # a rebuild's reads see the new tables
     reader.conn.autocommit = True  # reads must hold no locks that DDL or the writer could wait on
     failed = True
     try:
@@ -535,7 +543,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     summary.chunks_total = store.count_chunks()
     rows_before = summary.chunks_total - summary.chunks_embedded + summary.chunks_deleted
     began = time.perf_counter()
-    if bulk or not _vector_index_exists(store):
+    if bulk or not store.vector_index_exists():
         store.ensure_vector_index()  # also ANALYZEs
         summary.vector_index_rebuilt = True
     elif summary.chunks_embedded + summary.chunks_deleted > ANALYZE_FRACTION * max(rows_before, 1):
@@ -701,7 +709,8 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--date-order", choices=("auto", "dayfirst", "monthfirst"),
                         help="date order of WhatsApp .txt exports (WHATSAPP_DATE_ORDER)")
     parser.add_argument("--rebuild", action="store_true",
-                        help="empty the whole index first (also the fix after changing EMBEDDING_MODEL)")
+                        help="build the whole index anew beside the old one, swapped in at the end (a failed "
+                             "rebuild leaves the old one whole); also the fix after changing EMBEDDING_MODEL")
     parser.add_argument("--prune", metavar="SOURCE", action="append", default=[], choices=SOURCES,
                         help="delete everything indexed from SOURCE (obsidian or whatsapp), repeatable; beside "
                              "SOURCE's path (--obsidian/--whatsapp): delete whatever vanished from it, "
@@ -786,6 +795,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
             sources = build_sources(paths, args, embedder, warn=progress.warn)
             summary = ingest(db, embedder, sources, prune=args.prune, progress=progress)
+            finish_index(db)
             summary.rebuilt = args.rebuild
     if args.json:
         print(json.dumps(asdict(summary)))

@@ -27,6 +27,10 @@ SCHEMA_VERSION = "1"
 SCHEMA_LOCK_KEY = 0x504C4C4D0001
 WRITER_LOCK_KEY = 0x504C4C4D0002
 HNSW_BUILD_MEMORY = "1GB"
+# A --rebuild fills this schema, then swaps its tables in: the live index stays whole until then.
+REBUILD_SCHEMA = "personal_llm_rebuild"
+# The tables a rebuild replaces (anything else, e.g. the forget list, stays as it is).
+INDEX_TABLES = ("chunks", "documents", "index_meta")
 
 CHUNK_COLUMNS = (
     "doc_id", "source_kind", "source", "content_hash", "content", "title", "heading",
@@ -129,6 +133,10 @@ def database_url(url: str | None = None, data_dir: str | Path | None = None) -> 
 
 # ---------------------------------------------------------------- the store
 
+# `to_regclass` of a name in the first schema of the search path only (a rebuild's tables,
+# not the live ones behind them); one parameter: the relation's name.
+_HERE = "to_regclass(format('%%I.%%I', current_schema(), %s::text))"
+
 
 @dataclass
 class IndexInfo:
@@ -142,10 +150,13 @@ class IndexInfo:
 class Store:
     """One connection to the index. Use as a context manager, or call `close()`."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, search_path: str | None = None):
+        """Connect to `url`; `search_path` (from another Store's `search_path`) makes this
+        connection see the same tables, e.g. a rebuild's."""
         import psycopg
 
         self.url = url
+        self.search_path = search_path
         try:
             self.conn = psycopg.connect(url, connect_timeout=10)
         except psycopg.OperationalError as err:
@@ -157,6 +168,9 @@ class Store:
         except psycopg.ProgrammingError as err:
             raise settings.UserError(f"DATABASE_URL {redact_url(url)} is not a valid connection string ({err})")
         self._vector_registered = False
+        if search_path:
+            self.conn.execute(f"SET search_path TO {search_path}")  # quoted by begin_rebuild
+            self.conn.commit()
 
     def __enter__(self) -> "Store":
         return self
@@ -256,7 +270,7 @@ class Store:
     def _create_tables(cur, dimension: int) -> None:
         from psycopg import sql
 
-        new_chunks_table = cur.execute("SELECT to_regclass('chunks')").fetchone()[0] is None
+        new_chunks_table = cur.execute(f"SELECT {_HERE}", ("chunks",)).fetchone()[0] is None
 
         cur.execute("CREATE TABLE IF NOT EXISTS index_meta (key text PRIMARY KEY, value text NOT NULL)")
         cur.execute(
@@ -311,8 +325,76 @@ class Store:
 
     def drop_vector_index(self) -> None:
         """Drop the HNSW index before a large bulk load (rebuilt by `ensure_vector_index`)."""
+        from psycopg import sql
+
         with self.conn.transaction():
-            self.conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")
+            # Qualified: during a rebuild an unqualified name could reach the live index.
+            schema = self.conn.execute("SELECT current_schema()").fetchone()[0]
+            self.conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(
+                sql.Identifier(schema, "chunks_embedding_hnsw")))
+
+    def vector_index_exists(self) -> bool:
+        """True when the chunks table in use has its HNSW index."""
+        exists = self.conn.execute(f"SELECT {_HERE} IS NOT NULL", ("chunks_embedding_hnsw",)).fetchone()[0]
+        self.conn.commit()
+        return bool(exists)
+
+    # -- rebuilding beside the live index
+
+    def drop_unfinished_rebuild(self) -> bool:
+        """Drop what an interrupted --rebuild left (call under the writer lock); True if there was some."""
+        from psycopg import sql
+
+        with self.conn.transaction():
+            found = self.conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (REBUILD_SCHEMA,)).fetchone()[0]
+            if found:
+                self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(REBUILD_SCHEMA)))
+        return bool(found)
+
+    def begin_rebuild(self) -> None:
+        """Point this connection at a fresh, empty schema beside the live index (call under the
+        writer lock): `ensure_schema` and every write then go there, while searches keep the live
+        index until `finish_rebuild` swaps the new tables in."""
+        import psycopg
+        from psycopg import sql
+
+        self.drop_unfinished_rebuild()
+        try:
+            with self.conn.transaction():
+                self._create_extension()  # in the live schema, where it must outlive the rebuild
+                home, vector_home = self.conn.execute(
+                    "SELECT current_schema(), (SELECT extnamespace::regnamespace::text FROM pg_extension "
+                    "WHERE extname = 'vector')").fetchone()
+                self.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(REBUILD_SCHEMA)))
+        except psycopg.errors.InsufficientPrivilege as err:
+            raise settings.UserError(
+                f"the database user may not create a schema for the rebuild ({err.diag.message_primary}); "
+                "grant it CREATE on the database, or remove the index by hand before indexing again")
+        # The live schema stays on the path, after the new one: the forget list lives there.
+        names = dict.fromkeys([REBUILD_SCHEMA, home, vector_home.strip('"')])
+        self.search_path = sql.SQL(", ").join(map(sql.Identifier, names)).as_string(self.conn)
+        self.home_schema = home
+        self.conn.execute(f"SET search_path TO {self.search_path}")
+        self.conn.commit()
+
+    def finish_rebuild(self) -> None:
+        """Swap the rebuilt tables in for the live ones in one transaction: a search sees the
+        old index or the new one, never neither; a failure before this leaves the old one whole."""
+        from psycopg import sql
+
+        home = sql.Identifier(self.home_schema)
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            for table in INDEX_TABLES:
+                self.conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(self.home_schema, table)))
+            for table in INDEX_TABLES:
+                # Indexes and the id sequence move with their table.
+                self.conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                    sql.Identifier(REBUILD_SCHEMA, table), home))
+            self.conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(REBUILD_SCHEMA)))
+        self.conn.execute("RESET search_path")
+        self.conn.commit()
+        self.search_path = None
 
     def ensure_vector_index(self) -> None:
         """(Re)build the HNSW index with enough memory to be fast, then ANALYZE."""

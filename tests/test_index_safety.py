@@ -198,3 +198,68 @@ def test_one_model_spelt_with_a_trailing_slash_or_a_relative_path_is_the_same_mo
     # Another folder is another model; a folder and a hub id that is not cached are not compared.
     assert not store.same_model(embedding_model_path, None, str(tmp_path), None)
     assert not store.same_model("intfloat/multilingual-e5-large", None, embedding_model_path, embedding_model_path)
+
+
+# ---------------------------------------------------------------- a rebuild swaps in at the end
+
+
+def rebuild_leftover(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT to_regnamespace('personal_llm_rebuild') IS NOT NULL").fetchone()[0]
+
+
+@pytest.mark.parametrize("failing", ["copy_chunks", "ensure_vector_index"])
+def test_a_rebuild_that_fails_midway_leaves_the_old_index_whole_and_searchable(
+        tmp_path, database_url, cli_args, embedder, monkeypatch, failing):
+    import retrieve_related_content_from_db as retrieve
+    import store
+
+    vault, wa = write_vault(tmp_path), write_whatsapp(tmp_path)
+    sources = ["--obsidian", str(vault), "--whatsapp", str(wa)]
+    ingest_json([*sources, *cli_args])
+    before = stored(database_url)
+    write(vault, "Notes/extra.md", "# Extra\n\nA note only the rebuild would see.\n")
+
+    # The rebuild dies after some of its chunks are written (copy), or with all of them written
+    # and committed, just before its vector index (ensure_vector_index).
+    original = getattr(store.Store, failing)
+    calls = []
+
+    def fail_the_second_time(self, *args):
+        calls.append(1)
+        if len(calls) == (2 if failing == "copy_chunks" else 1):
+            raise RuntimeError("injected failure")
+        return original(self, *args)
+
+    monkeypatch.setattr(store.Store, failing, fail_the_second_time)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_main(["--rebuild", *sources, *cli_args])
+    monkeypatch.setattr(store.Store, failing, original)
+
+    assert stored(database_url) == before  # every chunk and document of the old index
+    with store.Store(database_url) as db:
+        result = retrieve.search(db, embedder, retrieve.SearchRequest("keys under the mat"), k=3)
+        assert result.hits[0].source == "<whatsapp>:Joao"
+        assert db.count_chunks() == 6
+
+    # The next rebuild drops the leftovers under the lock and swaps its index in.
+    summary = ingest_json(["--rebuild", *sources, *cli_args])
+    assert summary["rebuilt"] and summary["chunks_total"] == 7 and not rebuild_leftover(database_url)
+    assert "<obsidian>:Notes/extra" in sources_listed(database_url)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.chunks_embedding_hnsw') IS NOT NULL").fetchone()[0]
+    assert ingest_json([*sources, *cli_args])["documents_unchanged"] == 7  # the swapped-in index is live
+
+
+def test_an_interrupted_rebuild_leaves_nothing_behind_after_an_ordinary_run(tmp_path, database_url, cli_args, monkeypatch):
+    import store
+
+    vault = write_vault(tmp_path, notes=2)
+    args = ["--obsidian", str(vault), *cli_args]
+    ingest_json(args)
+    monkeypatch.setattr(store.Store, "ensure_vector_index", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        run_main(["--rebuild", *args])
+    monkeypatch.undo()
+    assert rebuild_leftover(database_url)
+    assert ingest_json(args)["documents_unchanged"] == 2 and not rebuild_leftover(database_url)
