@@ -54,6 +54,7 @@ DEFAULT_TEMPERATURE = 0.6  # Llama 3 Instruct's own generation settings
 DEFAULT_TOP_P = 0.9
 DEFAULT_MIN_ANSWER_TOKENS = 16  # answer room never shrinks below this
 MAX_PEOPLE_SHOWN = 6
+PERSONA_TYPO_CUTOFF = 0.7  # difflib ratio: "philosofer" vs "philosopher" is 0.86
 HISTORY_FILE = "chat_history"  # readline history, in the data folder
 HISTORY_LENGTH = 1000
 INGEST_COMMAND = "python create_and_persist_embeddings.py"
@@ -98,6 +99,19 @@ def persona_from(value: str) -> Persona:
     if key in PERSONAS:
         return Persona(key, PERSONAS[key], GREETINGS.get(key, DEFAULT_GREETING))
     return Persona("custom", value)
+
+
+def persona_typo_warning(value: str) -> str | None:
+    """A warning when a one-word persona is not a named one but looks like a typo of one:
+    `"philosofer"` -> "... did you mean philosopher?"; None for names and descriptions."""
+    value = value.strip()
+    if value.lower() in PERSONAS or len(value.split()) != 1:
+        return None
+    suggestion = settings.closest(value.lower(), PERSONAS, PERSONA_TYPO_CUTOFF)
+    if suggestion is None:
+        return None
+    return (f"persona {value!r} is not one of {', '.join(PERSONAS)} and is used as a description "
+            f"of its own; did you mean {suggestion}?")
 
 
 def resolve_persona(flag_value: str | None = None) -> Persona:
@@ -383,6 +397,9 @@ class ChatSession:
             self._print(self.describe_sources())
         elif name == "/persona":
             if argument:
+                typo = persona_typo_warning(argument)
+                if typo:
+                    self._status(f"warning: {typo}")
                 self.persona = persona_from(argument)
                 self._print(f"(persona: {self.persona.name})", muted=True)
                 self._print(self.persona.greeting)
@@ -560,6 +577,7 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     """Run the chat. `llm`, `retriever` and the streams can be injected (tests)."""
     args = setup_arg_parser().parse_args(argv)
     persona = resolve_persona(args.persona)
+    typo = persona_typo_warning(settings.get("PERSONA", args.persona) or PERSONA)
     max_tokens = settings.get_int("LLM_MAX_TOKENS", args.max_tokens)
     k = settings.get_int("RETRIEVAL_TOP_K", args.k)
     if max_tokens is None or max_tokens < 1:
@@ -569,6 +587,8 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     stdin = stdin or sys.stdin
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     interactive = stdin is sys.stdin and stdin.isatty()
+    if typo:
+        print(f"warning: {typo}", file=stderr, flush=True)
 
     empty_index_hint = f"note: the index is empty; run `{INGEST_COMMAND}` to add your notes and messages"
     # Load order: the store (fast, fails early), the embedder, then the LLM.

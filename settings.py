@@ -46,13 +46,52 @@ class UserError(Exception):
     """A problem the user can fix; printed as one `error: ...` line, never a traceback."""
 
 
+# Names a `.env` may hold that are not settings of ours: docker-compose's database credentials
+# and the variables that steer the libraries.
+OTHER_ENV_NAMES = frozenset({
+    "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "PERSONAL_LLM_ENV_FILE",
+    "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_TELEMETRY", "NO_COLOR",
+})
+OWN_PREFIX = "PERSONAL_LLM"
+CLOSE_NAME_CUTOFF = 0.8  # difflib ratio: EMBEDING_MODEL vs EMBEDDING_MODEL is 0.97
+
+
+def closest(name: str, candidates, cutoff: float) -> str | None:
+    """The candidate most like `name` (difflib ratio at least `cutoff`), else None:
+    `closest("EMBEDING_MODEL", SETTINGS, 0.8) == "EMBEDDING_MODEL"`."""
+    import difflib
+
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+def unknown_names(names) -> list[str]:
+    """One message per name in a settings file that looks meant for us but is not a setting:
+    a misspelt setting (with the closest valid name) or an unknown PERSONAL_LLM_* name."""
+    known = set(SETTINGS) | OTHER_ENV_NAMES
+    messages = []
+    for name in names:
+        if name in known:
+            continue
+        suggestion = closest(name, known, CLOSE_NAME_CUTOFF)
+        if suggestion is None and name.upper().startswith(OWN_PREFIX):
+            suggestion = closest(name, known, 0.0)  # ours for sure: name the nearest anyway
+        if suggestion is not None:
+            messages.append(f"{name} is not a setting and is ignored; did you mean {suggestion}?")
+    return messages
+
+
 @functools.lru_cache(maxsize=None)
 def _dotenv_values(path: str) -> dict[str, str | None]:
+    # Cached per path: the file is read, and its names checked, once per process.
     if not Path(path).is_file():
         return {}
     from dotenv import dotenv_values
 
-    return dict(dotenv_values(path))
+    values = dict(dotenv_values(path))
+    for message in unknown_names(values):
+        warn(f"{path}: {message}")
+    return values
 
 
 def env_file() -> Path:
@@ -61,14 +100,19 @@ def env_file() -> Path:
 
 
 def get(name: str, flag_value: object = None) -> str | None:
-    """Resolve one setting: flag > environment > .env > default. Empty strings count as unset."""
+    """Resolve one setting: flag > environment > .env > default. An empty flag counts as no
+    flag; an empty environment variable means "unset" for this run, whatever `.env` says
+    (`OBSIDIAN_VAULT_PATH= python create_and_persist_embeddings.py` skips the vault)."""
     if name not in SETTINGS:
         raise KeyError(f"unknown setting {name}")
     if flag_value not in (None, ""):
         return str(flag_value)
-    for value in (os.environ.get(name), _dotenv_values(str(env_file())).get(name)):
-        if value not in (None, ""):
-            return value
+    dotenv = _dotenv_values(str(env_file()))  # read even when unused: its names get checked
+    if name in os.environ:
+        return os.environ[name] or SETTINGS[name][0]
+    value = dotenv.get(name)
+    if value not in (None, ""):
+        return value
     return SETTINGS[name][0]
 
 

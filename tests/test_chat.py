@@ -167,6 +167,18 @@ def test_persona_command_switches():
     assert "persona: custom: You speak only in haiku." in out.getvalue()
 
 
+def test_persona_typo_is_warned_with_the_name_it_looks_like():
+    code, _, err, llm, _ = run_main("hi\n", [KEEPER_JSON, "hello"], argv=["--persona", "philosofer"])
+    assert code == 0
+    assert "warning: persona 'philosofer' is not one of assistant, philosopher, psychotherapist" in err
+    assert "did you mean philosopher?" in err
+    session, _, _, _, err = session_with([])
+    session.command("/persona psychoterapist")
+    assert "did you mean psychotherapist?" in err.getvalue()
+    for fine in ("philosopher", "You are a pirate.", "pirate"):  # a name, a description, no look-alike
+        assert chat.persona_typo_warning(fine) is None
+
+
 # ---------------------------------------------------------------- commands
 
 

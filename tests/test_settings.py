@@ -80,3 +80,26 @@ def test_tests_write_only_in_temporary_folders():
     assert conftest.writes_into_project("os.mkdir", (str(PROJECT_DIR / ".data"), 0o777, -1))
     assert conftest.writes_into_project("open", (inside, "r", os.O_RDONLY)) is None
     assert conftest.writes_into_project("open", (str(conftest.TEST_DATA_DIR / "x"), "w", os.O_WRONLY)) is None
+
+
+def test_misspelt_and_unknown_names_in_dotenv_get_one_warning_each(env_file, capsys):
+    env_file.write_text("EMBEDING_MODEL=/models/e5\nPERSONAL_LLM_DATADIR=/x\nPOSTGRES_PASSWORD=secret\n"
+                        "OPENAI_API_KEY=unrelated\nLLM_BACKEND=mlx\n")
+    assert settings.get("EMBEDDING_MODEL") == "intfloat/multilingual-e5-large"
+    assert settings.get("LLM_BACKEND") == "mlx"
+    settings.get("RETRIEVAL_TOP_K")  # read again: still one warning per name
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"warning: {env_file}: EMBEDING_MODEL is not a setting and is ignored; did you mean EMBEDDING_MODEL?",
+        f"warning: {env_file}: PERSONAL_LLM_DATADIR is not a setting and is ignored; "
+        "did you mean PERSONAL_LLM_DATA_DIR?",
+    ]
+
+
+def test_empty_environment_variable_overrides_dotenv(env_file, monkeypatch):
+    env_file.write_text("OBSIDIAN_VAULT_PATH=/from/dotenv\nLLM_BACKEND=mlx\n")
+    monkeypatch.setenv("OBSIDIAN_VAULT_PATH", "")
+    monkeypatch.setenv("LLM_BACKEND", "")
+    assert settings.get("OBSIDIAN_VAULT_PATH") is None
+    assert settings.get("LLM_BACKEND") == "auto"
+    assert settings.get("LLM_BACKEND", "transformers") == "transformers"  # a flag still wins
