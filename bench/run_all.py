@@ -17,6 +17,7 @@ BENCHES = {
     "bench_ingestion.py": ([], ["--chunks", "300"]),
     "bench_retrieval.py": ([], ["--rows", "10000"]),
     "bench_quality.py": ([], []),
+    "bench_memory.py": ([], ["--chats", "3"]),
     "bench_chat_turn.py": ([], ["--turns", "3"]),
     "bench_obsidian.py": ([], ["200"]),
     "bench_whatsapp.py": ([], ["10000"]),
