@@ -57,7 +57,6 @@ MAX_PEOPLE_SHOWN = 6
 PERSONA_TYPO_CUTOFF = 0.7  # difflib ratio: "philosofer" vs "philosopher" is 0.86
 HISTORY_FILE = "chat_history"  # readline history, in the data folder
 HISTORY_LENGTH = 1000
-INGEST_COMMAND = "python create_and_persist_embeddings.py"
 
 SYSTEM_PROMPT = """{persona}
 
@@ -345,7 +344,7 @@ class ChatSession:
                 self._status(f"note: {result.note}")
         except EmptyIndexError:
             hits = []
-            self._status(f"note: the index is empty; run `{INGEST_COMMAND}` to add your notes and messages")
+            self._status(f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages")
         except DatabaseDown as err:
             self._status(f"warning: {err}; this message was not answered, send it again to retry")
             return turn
@@ -590,7 +589,7 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     if typo:
         print(f"warning: {typo}", file=stderr, flush=True)
 
-    empty_index_hint = f"note: the index is empty; run `{INGEST_COMMAND}` to add your notes and messages"
+    empty_index_hint = f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages"
     # Load order: the store (fast, fails early), the embedder, then the LLM.
     if retriever is None:
         import store as store_module

@@ -73,7 +73,7 @@ STOPWORDS = frozenset("""
 """.split())
 
 EMPTY_INDEX_HINT = (
-    "the index is empty; run `python create_and_persist_embeddings.py` first "
+    f"the index is empty; run {settings.ingest_hint()} first "
     "(it reads OBSIDIAN_VAULT_PATH and WHATSAPP_WORKING_PATH)"
 )
 

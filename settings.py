@@ -215,6 +215,30 @@ def local_model_folder(name: str) -> Path | None:
         return None
 
 
+def python_command() -> str:
+    """The Python to name in hints: `.venv/bin/python`, the one `make` installs everything into
+    (a bare `python` outside it lacks the packages), or `python` inside another environment
+    that has them (conda)."""
+    venv = PROJECT_DIR / ".venv"
+    in_project_venv = Path(sys.prefix).resolve() == venv.resolve()
+    in_other_env = not in_project_venv and (sys.prefix != sys.base_prefix or "CONDA_PREFIX" in os.environ)
+    return "python" if in_other_env else ".venv/bin/python"
+
+
+def command_for(script: str, *args: str) -> str:
+    """A command line that runs one of our scripts from the project folder, for hints:
+    `command_for("create_and_persist_embeddings.py", "--rebuild")` ==
+    ".venv/bin/python create_and_persist_embeddings.py --rebuild"."""
+    return " ".join([python_command(), script, *args])
+
+
+def ingest_hint(*args: str) -> str:
+    """How to run ingestion, for hints: the command in backquotes, and `make ingest` beside it
+    when no flags are needed."""
+    command = f"`{command_for('create_and_persist_embeddings.py', *args)}`"
+    return command if args else f"{command} (or `make ingest`)"
+
+
 def warn(message: str) -> None:
     """One `warning: ...` line on stderr (bad input that was skipped, never a traceback)."""
     print(f"warning: {message}", file=sys.stderr)
@@ -226,6 +250,13 @@ def run_cli(main: Callable[[list[str] | None], int | None]) -> None:
         code = main(None)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        code = 1
+    except ModuleNotFoundError as err:
+        # Run by a Python without the project's packages (`python main.py` outside .venv).
+        script = Path(sys.argv[0]).name or "main.py"
+        print(f"error: this Python ({sys.executable}) does not have the packages the project needs "
+              f"(no module named {err.name!r}); run `{command_for(script)}`, or `make chat` / "
+              "`make ingest`, which install them", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

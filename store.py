@@ -105,11 +105,12 @@ def embedded_database_url(data_dir: Path) -> str:
             f"data folder {data_dir} is not writable ({err.strerror}); "
             "fix its permissions or set PERSONAL_LLM_DATA_DIR to a writable folder"
         )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice, not ours to show
+        import pgserver  # missing: the wrong Python runs us, which run_cli says (not "did not start")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice, not ours to show
-            import pgserver
-
+            warnings.simplefilter("ignore")
             _forget_dead_holders(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")
         _make_socket_dir_private(server, pgdata)
@@ -250,7 +251,8 @@ class Store:
                                 built_with[0], rows.get("embedding_model_folder"), model_name, model_folder):
                             raise settings.UserError(
                                 f"the index was built with {built_with[0]} ({built_with[1]} dims); "
-                                f"EMBEDDING_MODEL is {model_name} ({dimension}). Re-run ingestion with --rebuild."
+                                f"EMBEDDING_MODEL is {model_name} ({dimension}). Rebuild the index with "
+                                f"{settings.ingest_hint('--rebuild')}, or set EMBEDDING_MODEL back."
                             )
                         if model_folder and "embedding_model_folder" not in rows:
                             # An index from before folders were recorded: record it now.

@@ -303,13 +303,14 @@ def test_unfiltered_search_uses_the_hnsw_index(db):
 def test_index_built_with_another_model_gets_the_rebuild_message(database_url):
     with store.Store(database_url) as other:
         other.ensure_schema("some-other-model", DIM)
-        with pytest.raises(settings.UserError, match="Re-run ingestion with --rebuild"):
+        with pytest.raises(settings.UserError, match="create_and_persist_embeddings.py --rebuild"):
             retrieval.search(other, FakeEmbedder(), SearchRequest("x"))
 
 
 def test_empty_index_raises_the_ingestion_hint(database_url):
     with store.Store(database_url) as fresh:
-        with pytest.raises(retrieval.EmptyIndexError, match="python create_and_persist_embeddings.py"):
+        hint = r"run `\.venv/bin/python create_and_persist_embeddings\.py` \(or `make ingest`\)"
+        with pytest.raises(retrieval.EmptyIndexError, match=hint):
             retrieval.search(fresh, FakeEmbedder(), SearchRequest("x"))
         fresh.ensure_schema(FakeEmbedder.name, DIM)
         with pytest.raises(retrieval.EmptyIndexError):

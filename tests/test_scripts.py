@@ -2,6 +2,7 @@
 `--help` works, and a user error is one line with a non-zero exit."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,27 @@ def test_missing_embedding_model_folder_is_one_line(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+
+
+@pytest.mark.parametrize("script", ["main.py", "create_and_persist_embeddings.py"])
+def test_a_python_without_the_packages_is_told_to_use_the_venv(tmp_path, script):
+    # A Python that lacks pgserver (like `python main.py` outside .venv): the embedded database
+    # must not be reported as "did not start"; the fix is the project's Python.
+    missing = tmp_path / "site" / "pgserver"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'pgserver'\", name='pgserver')\n")
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    (vault / "note.md").write_text("A note about Kyoto.\n")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_DIR / script), *(["--obsidian", str(vault)] if "create" in script else [])],
+        capture_output=True, text=True, timeout=120, cwd=str(PROJECT_DIR), input="",
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site"), "PERSONAL_LLM_DATA_DIR": str(tmp_path / "data")},
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "did not start" not in errors[0]
+    assert "no module named 'pgserver'" in errors[0]
+    assert f"run `.venv/bin/python {script}`, or `make chat` / `make ingest`" in errors[0]
