@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,11 @@ def formulate_request(llm: "ChatModel | None", history: list[dict], today: date 
     if llm is None or not fallback:
         return SearchRequest(query=fallback)
     messages = _fit(llm, history, today, max_tokens)
+    if llm.count_tokens(messages) + max_tokens > llm.context_window:
+        # A small model: the keeper's own instructions leave no room. Search with the message.
+        return SearchRequest(query=fallback, note=(
+            f"the document keeper's instructions do not fit the model's context of {llm.context_window} "
+            "tokens; searched with your message as written (no date, person or source filters)"))
     output = llm.complete(messages, max_tokens=max_tokens, temperature=0.0)
     return parse_keeper_output(output, fallback, today)
 
@@ -283,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         request = parse_keeper_output(raw, last_user_message(history), today)
     else:
         request = formulate_request(llm, history, today, args.max_tokens)
+    if request.note:
+        print(f"note: {request.note}", file=sys.stderr)
     print(json.dumps(request_to_json(request), ensure_ascii=False))
     return 0
 

@@ -68,6 +68,9 @@ You can read the user's personal archive: their own notes and their chat message
 
 PASSAGES_INTRO = "Passages from my notes and messages:"
 NO_PASSAGES = "(No passages from my notes or messages were found for this message.)"
+# Passages were found but the budget dropped them all: the model must not believe there were none.
+PASSAGES_DID_NOT_FIT = ("({count} passages from my notes or messages were found for this message but did not "
+                        "fit the model's context of {window} tokens, so none are shown here.)")
 USER_MESSAGE_INTRO = "My message:"
 TRUNCATED_MARK = " [...]"
 
@@ -147,24 +150,29 @@ def passage_header(number: int, hit: "Hit") -> str:
     return " | ".join(parts)
 
 
-def user_turn(text: str, hits: list["Hit"], neutralise: Callable[[str], str]) -> str:
-    """The current user message with its passages above it, untrusted text neutralised."""
+def user_turn(text: str, hits: list["Hit"], neutralise: Callable[[str], str], dropped: int = 0,
+              window: int = 0) -> str:
+    """The current user message with its passages above it, untrusted text neutralised.
+    `dropped` passages were found but left out for room (of a `window`-token context)."""
     if hits:
         blocks = [f"{passage_header(i, h)}\n{neutralise(h.content.strip())}" for i, h in enumerate(hits, 1)]
         passages = PASSAGES_INTRO + "\n\n" + "\n\n".join(blocks)
+    elif dropped:
+        passages = PASSAGES_DID_NOT_FIT.format(count=dropped, window=window)
     else:
         passages = NO_PASSAGES
     return f"{passages}\n\n{USER_MESSAGE_INTRO} {neutralise(text)}"
 
 
-def source_list(hits: list["Hit"]) -> str:
-    """The compact list after an answer: `sources: <obsidian>:Notes/Kyoto (2021-06-12); ...`."""
+def source_list(hits: list["Hit"], found: int = 0) -> str:
+    """The compact list after an answer: `sources: <obsidian>:Notes/Kyoto (2021-06-12); ...`;
+    `found` passages were retrieved (when none of them was sent, the list says so)."""
     seen: dict[str, str] = {}
     for hit in hits:
         if hit.source not in seen:
             seen[hit.source] = date_span(hit)
     if not seen:
-        return "sources: none found"
+        return f"sources: none used ({found} found, none fit the model's context)" if found else "sources: none found"
     return "sources: " + "; ".join(f"{src} ({span})" if span else src for src, span in seen.items())
 
 
@@ -180,6 +188,7 @@ class Prompt:
     history_kept: int  # messages of earlier conversation sent
     answer_tokens: int  # room left for the answer
     truncated: bool = False  # the user's message itself had to be cut
+    found: int = 0  # passages retrieved, before the budget dropped any
 
 
 def fit_prompt(llm: "ChatModel", system: str, hits: list["Hit"], history: list[dict], text: str,
@@ -191,6 +200,7 @@ def fit_prompt(llm: "ChatModel", system: str, hits: list["Hit"], history: list[d
     answer_tokens = max(DEFAULT_MIN_ANSWER_TOKENS, min(answer_tokens, window // 2))
     limit = window - answer_tokens
     hits = list(hits)
+    found = len(hits)
     # History is user/assistant pairs. Older pairs than those whose text alone would fill the
     # window can never be sent: cut them before rendering anything (cheap on a very long chat).
     pairs, room = 0, limit
@@ -203,7 +213,7 @@ def fit_prompt(llm: "ChatModel", system: str, hits: list["Hit"], history: list[d
 
     def build(message: str) -> list[dict]:
         turns = [{"role": m["role"], "content": llm.neutralise(m["content"])} for m in history]
-        current = {"role": "user", "content": user_turn(message, hits, llm.neutralise)}
+        current = {"role": "user", "content": user_turn(message, hits, llm.neutralise, found - len(hits), window)}
         # The persona can be typed in with /persona: it is untrusted text too.
         return [{"role": "system", "content": llm.neutralise(system)}, *turns, current]
 
@@ -262,7 +272,7 @@ def fit_prompt(llm: "ChatModel", system: str, hits: list["Hit"], history: list[d
                 f"the persona and instructions alone take {used} of the model's {window} tokens; "
                 "shorten PERSONA or use a model with a longer context"
             )
-    return Prompt(messages, hits, len(history), answer_tokens, truncated)
+    return Prompt(messages, hits, len(history), answer_tokens, truncated, found)
 
 
 # ---------------------------------------------------------------- the session
@@ -336,6 +346,8 @@ class ChatSession:
         conversation = self.history + [{"role": "user", "content": text}]
         turn.request = self.keeper(self.llm, conversation, today)
         self.last_note = None
+        if getattr(turn.request, "note", None):
+            self._status(f"note: {turn.request.note}")
         try:
             result = self.retriever(turn.request, self.k)
             hits = list(result.hits)
@@ -354,6 +366,10 @@ class ChatSession:
         self.last_hits, self.last_request = prompt.hits, turn.request
         if prompt.truncated:
             self._status("note: your message was too long for the model's context and was cut")
+        if prompt.found and not prompt.hits:  # weaker passages dropped for room is routine; all is not
+            self._status(f"note: {prompt.found} passages were found but did not fit the model's context of "
+                         f"{self.llm.context_window} tokens; this answer is not based on them (/reset, a shorter "
+                         "message or a model with a longer context makes room)")
 
         pieces: list[str] = []
         stream = self.llm.stream(prompt.messages, prompt.answer_tokens, self.temperature, self.top_p)
@@ -373,11 +389,20 @@ class ChatSession:
             self._print("[interrupted]", muted=True)
         if turn.answer:
             self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": turn.answer}]
-        self._print(source_list(prompt.hits), muted=True)
+        self._print(source_list(prompt.hits, prompt.found), muted=True)
         if turn.finish_reason == "length":
-            self._print(f"(answer cut at the length limit of {prompt.answer_tokens} tokens; "
-                        "raise --max-tokens or LLM_MAX_TOKENS for longer answers)", muted=True)
+            self._print(self.length_note(prompt), muted=True)
         return turn
+
+    def length_note(self, prompt: Prompt) -> str:
+        """Why an answer stopped at its length limit: --max-tokens, or the model's context when
+        the prompt left less room than that."""
+        if prompt.answer_tokens < self.max_tokens:
+            return (f"(answer cut at {prompt.answer_tokens} tokens: that is all the room the model's context of "
+                    f"{self.llm.context_window} tokens left after the passages and the conversation; "
+                    "/reset or a model with a longer context leaves more)")
+        return (f"(answer cut at the length limit of {prompt.answer_tokens} tokens; "
+                "raise --max-tokens or LLM_MAX_TOKENS for longer answers)")
 
     # -- slash commands
 

@@ -96,6 +96,7 @@ class SearchRequest:
     until: datetime | None = None
     people: list[str] = field(default_factory=list)
     source_kind: str | None = None  # chunking.NOTES / chunking.MESSAGES / None for both
+    note: str | None = None  # for the user: why the request is plainer than asked (the keeper could not run)
 
 
 @dataclass
