@@ -70,21 +70,22 @@ class Document:
     when the stored fingerprint differs, so an unchanged document costs no chunking.
     `unreadable` marks a file that exists but could not be read this run: ingestion keeps
     whatever is stored from it (for the document `doc_id`, or, when the parser cannot tell
-    which documents the file held and `doc_id` is empty, for every document stored from `path`).
+    which documents the file held and `doc_id` is empty, for every document stored from `paths`).
+    `paths` are whole file paths, never joined: a file name may hold any character.
     """
 
     doc_id: str
     source_kind: str
     fingerprint: str
     make_chunks: Callable[[], list[Chunk]]
-    path: str | None = None  # the file(s) it came from, for messages and for `unreadable`
+    paths: tuple[str, ...] = ()  # the file(s) it came from, for messages and for `unreadable`
     unreadable: bool = False
 
 
 def unreadable_file(source_kind: str, path: str, doc_id: str = "") -> Document:
     """The Document a parser yields for a file it had to skip (see `Document.unreadable`)."""
     return Document(doc_id=doc_id, source_kind=source_kind, fingerprint="", make_chunks=list,
-                    path=path, unreadable=True)
+                    paths=(path,), unreadable=True)
 
 
 def fingerprint(*parts: str | bytes) -> str:

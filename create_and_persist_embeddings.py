@@ -69,11 +69,15 @@ _POLL_SECONDS = 0.1
 class Summary:
     """What one run did; `--json` prints it as one object."""
 
-    documents: int = 0  # documents the given sources yielded
-    documents_changed: int = 0  # (re)indexed because new or edited
+    # Every document of the given sources is one of new, changed, unchanged, kept or skipped.
+    documents: int = 0  # documents the given sources yielded (and those of files unreadable now)
+    documents_new: int = 0  # indexed for the first time
+    documents_changed: int = 0  # re-indexed because edited
     documents_unchanged: int = 0
     documents_deleted: int = 0  # vanished from a given source, or pruned
     documents_kept: int = 0  # their file could not be read this run: stored chunks left as they were
+    documents_skipped: int = 0  # not indexed: unreadable and never stored, a repeated id, or the
+    # readable part of a chat whose other file is unreadable now (its stored copy is kept)
     documents_missing: int = 0  # gone from a source that suddenly looks empty: kept, with a warning
     chunks_total: int = 0  # chunks in the index after the run
     chunks_embedded: int = 0
@@ -90,9 +94,11 @@ class Summary:
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
         return (
-            f"{self.documents} documents ({self.documents_changed} new or changed, "
-            f"{self.documents_unchanged} unchanged, {self.documents_deleted} removed"
+            f"{self.documents} documents ({self.documents_new} new, {self.documents_changed} changed, "
+            f"{self.documents_unchanged} unchanged"
             + (f", {self.documents_kept} kept as stored (unreadable now)" if self.documents_kept else "")
+            + (f", {self.documents_skipped} skipped" if self.documents_skipped else "")
+            + f"; {self.documents_deleted} removed"
             + (f", {self.documents_missing} missing but kept" if self.documents_missing else "")
             + "); "
             f"{self.chunks_embedded} chunks embedded, {self.chunks_deleted} deleted, "
@@ -360,7 +366,7 @@ class _Pipeline:
                 if item.document is not None:
                     doc = item.document
                     summary.chunks_deleted += store.delete_chunks(doc.doc_id, item.stale)
-                    store.record_document(doc.doc_id, doc.source_kind, doc.fingerprint, item.chunk_count, doc.path)
+                    store.record_document(doc.doc_id, doc.source_kind, doc.fingerprint, item.chunk_count, doc.paths)
                     pending_chunks += 1
                     # Commit only at a document boundary: the documents row is the "done" marker.
                     if pending_chunks >= self.commit_chunks or time.monotonic() - opened_at >= self.commit_seconds:
@@ -384,54 +390,61 @@ class _Pipeline:
     def feed_source(self, name: str, documents: Iterable[Document], reader: "Store") -> None:
         """Parse one source, queue its changed documents, then queue the deletion of vanished ones."""
         prefix = f"{name}:"
-        stored = reader.stored_documents(prefix)  # doc_id -> (fingerprint, recorded path(s))
-        unreadable: list[str] = []  # files that exist but could not be read this run
-        kept_paths: list[str] = []  # recorded paths of the stored documents built from those files
+        stored = reader.stored_documents(prefix)  # doc_id -> (fingerprint, recorded paths)
+        unreadable: set[str] = set()  # files that exist but could not be read this run
+        kept_files: set[str] = set()  # every file of the stored documents built from those files
         seen: set[str] = set()
+        summary = self.summary
 
         def from_unreadable_file(doc_id: str) -> bool:
-            # Substring match on the recorded path(s): errs on the side of keeping.
-            return any(path in stored[doc_id][1] for path in unreadable)
+            return any(path in unreadable for path in stored[doc_id][1])
 
         def shares_a_file_with_a_kept_document(document: Document) -> bool:
             # A chat merged from a readable and an unreadable file is kept whole; the readable
             # file's messages alone must not come back as a second copy under another id.
-            files = document.path.split(", ") if document.path else []
-            return any(file in path for file in files for path in kept_paths)
+            return any(path in kept_files for path in document.paths)
+
+        def count(kind: str) -> None:
+            summary.documents += 1
+            setattr(summary, f"documents_{kind}", getattr(summary, f"documents_{kind}") + 1)
 
         for document in documents:
             self.progress.parsed(name)
             if document.unreadable:
                 if document.doc_id:
                     seen.add(document.doc_id)
-                    self.summary.documents_kept += document.doc_id in stored
-                elif document.path:
-                    unreadable.append(document.path)
-                    kept_paths = [path for doc_id, (_, path) in stored.items() if from_unreadable_file(doc_id)]
+                    count("kept" if document.doc_id in stored else "skipped")
+                elif document.paths:
+                    unreadable.update(document.paths)
+                    kept_files = {path for doc_id, (_, paths) in stored.items() if from_unreadable_file(doc_id)
+                                  for path in paths}
                 continue
             doc_id = document.doc_id
+            where = ", ".join(document.paths) or "?"
             if not doc_id.startswith(prefix):
-                self.progress.warn(f"document {doc_id!r} from {document.path} is not a {name} document; skipped")
+                self.progress.warn(f"document {doc_id!r} from {where} is not a {name} document; skipped")
+                count("skipped")
                 continue
             if doc_id in seen:
-                self.progress.warn(f"document {doc_id} ({document.path}) appears twice in this run; kept the first")
+                self.progress.warn(f"document {doc_id} ({where}) appears twice in this run; kept the first")
+                count("skipped")
                 continue
             seen.add(doc_id)
-            self.summary.documents += 1
             if doc_id in stored and stored[doc_id][0] == document.fingerprint:
-                self.summary.documents_unchanged += 1
+                count("unchanged")
                 continue
             if doc_id in stored and from_unreadable_file(doc_id):
-                self.summary.documents_kept += 1
+                count("kept")
                 continue
             if shares_a_file_with_a_kept_document(document):
+                count("skipped")
                 continue
             try:
                 chunks = unique_chunks(document.make_chunks())
             except SourceUnreadable:
-                self.summary.documents_kept += doc_id in stored
+                count("kept" if doc_id in stored else "skipped")
                 continue
-            self.summary.documents_changed += 1
+            count("changed" if doc_id in stored else "new")
             old = reader.stored_hashes(doc_id)
             fresh = [chunk for chunk in chunks if chunk.content_hash not in old]
             stale = old - {chunk.content_hash for chunk in chunks}
@@ -442,7 +455,9 @@ class _Pipeline:
             _put(self.to_embed, _Item(name, doc_id, pieces[-1], document, len(chunks), stale), self.stop)
         # The source was read to its end: whatever it no longer yields is gone from it.
         vanished = sorted(doc_id for doc_id in set(stored) - seen if not from_unreadable_file(doc_id))
-        self.summary.documents_kept += len(set(stored) - seen) - len(vanished)
+        kept_unseen = len(set(stored) - seen) - len(vanished)  # stored from a file unreadable now
+        summary.documents_kept += kept_unseen
+        summary.documents += kept_unseen
         if vanished and name not in self.allow_mass_deletion and looks_lost(len(stored), len(seen), len(vanished)):
             # An unsynced cloud folder or an unmounted drive looks like this: report, never delete.
             self.summary.documents_missing += len(vanished)

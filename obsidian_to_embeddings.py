@@ -1156,7 +1156,7 @@ def iter_documents(vault: Path, count_tokens: Callable[[str], int], max_tokens: 
             source_kind=chunking.NOTES,
             fingerprint=chunking.fingerprint(raw, PARSER_VERSION, str(max_tokens)),
             make_chunks=functools.partial(_make_chunks, path, rel, count_tokens, max_tokens, max_note_bytes, warn),
-            path=str(path),
+            paths=(str(path),),
         )
 
 

@@ -281,9 +281,10 @@ class Store:
                 source_kind text NOT NULL,
                 fingerprint text NOT NULL,
                 chunk_count integer NOT NULL,
-                path text,
+                paths text[] NOT NULL DEFAULT '{}',
                 indexed_at timestamptz NOT NULL DEFAULT now())"""
         )
+        _migrate_document_paths(cur)
         cur.execute(
             sql.SQL(
                 """CREATE TABLE IF NOT EXISTS chunks (
@@ -460,25 +461,25 @@ class Store:
         )
         return cur.rowcount
 
-    def stored_documents(self, doc_id_prefix: str = "") -> dict[str, tuple[str, str]]:
-        """doc_id -> (fingerprint, recorded file path(s)) for documents whose id starts with the prefix."""
+    def stored_documents(self, doc_id_prefix: str = "") -> dict[str, tuple[str, tuple[str, ...]]]:
+        """doc_id -> (fingerprint, recorded file paths) for documents whose id starts with the prefix."""
         rows = self.conn.execute(
-            "SELECT doc_id, fingerprint, coalesce(path, '') FROM documents WHERE starts_with(doc_id, %s)",
+            "SELECT doc_id, fingerprint, paths FROM documents WHERE starts_with(doc_id, %s)",
             (doc_id_prefix,),
         ).fetchall()
         self.conn.commit()
-        return {doc_id: (fingerprint, path) for doc_id, fingerprint, path in rows}
+        return {doc_id: (fingerprint, tuple(paths)) for doc_id, fingerprint, paths in rows}
 
     def record_document(self, doc_id: str, source_kind: str, fingerprint: str, chunk_count: int,
-                        path: str | None = None) -> None:
-        """Mark a document as completely indexed at `fingerprint`."""
+                        paths: Sequence[str] = ()) -> None:
+        """Mark a document as completely indexed at `fingerprint`, built from the files `paths`."""
         self.conn.execute(
-            """INSERT INTO documents (doc_id, source_kind, fingerprint, chunk_count, path, indexed_at)
+            """INSERT INTO documents (doc_id, source_kind, fingerprint, chunk_count, paths, indexed_at)
                VALUES (%s, %s, %s, %s, %s, now())
                ON CONFLICT (doc_id) DO UPDATE SET source_kind = EXCLUDED.source_kind,
                  fingerprint = EXCLUDED.fingerprint, chunk_count = EXCLUDED.chunk_count,
-                 path = EXCLUDED.path, indexed_at = now()""",
-            (doc_id, source_kind, fingerprint, chunk_count, path),
+                 paths = EXCLUDED.paths, indexed_at = now()""",
+            (doc_id, source_kind, fingerprint, chunk_count, [_no_nul(p) for p in paths]),
         )
 
     def delete_documents(self, doc_ids: Iterable[str]) -> int:
@@ -520,6 +521,24 @@ class Store:
             hit["score"] = 1.0 - float(row[-1])
             hits.append(hit)
         return hits
+
+
+def _migrate_document_paths(cur) -> None:
+    """An index from before paths were arrays has one `path` text of ", "-joined files: split it
+    (only after a file extension, so "WhatsApp Chat with Ana, Rui.txt" stays one file) into
+    `paths`, in place, inside the caller's schema transaction."""
+    legacy = cur.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('%I.%I', current_schema(), 'documents')) "
+        "AND attname = 'path' AND NOT attisdropped").fetchone()
+    if not legacy:
+        return
+    cur.execute("ALTER TABLE documents ADD COLUMN IF NOT EXISTS paths text[] NOT NULL DEFAULT '{}'")
+    cur.execute(
+        r"""UPDATE documents SET paths = CASE
+              WHEN coalesce(path, '') = '' THEN '{}'
+              WHEN source_kind = 'notes' THEN ARRAY[path]  -- a note is always one file
+              ELSE regexp_split_to_array(path, '(?<=\.(?:txt|zip|json)), ', 'i') END""")
+    cur.execute("ALTER TABLE documents DROP COLUMN path")
 
 
 def same_model(stored_name: str, stored_folder: str | None, name: str, folder: str | None) -> bool:

@@ -642,7 +642,7 @@ def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: i
             source_kind=chunking.MESSAGES,
             fingerprint=_chat_fingerprint(chat, max_tokens),
             make_chunks=lambda chat=chat: chat_chunks(chat, count_tokens, max_tokens),
-            path=", ".join(dict.fromkeys(chat.paths)),
+            paths=tuple(dict.fromkeys(chat.paths)),
         )
 
 

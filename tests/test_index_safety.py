@@ -263,3 +263,74 @@ def test_an_interrupted_rebuild_leaves_nothing_behind_after_an_ordinary_run(tmp_
     monkeypatch.undo()
     assert rebuild_leftover(database_url)
     assert ingest_json(args)["documents_unchanged"] == 2 and not rebuild_leftover(database_url)
+
+
+# ---------------------------------------------------------------- a document's files are a tuple
+
+
+def assert_every_document_counted(summary: dict) -> None:
+    kinds = ("new", "changed", "unchanged", "kept", "skipped")
+    assert summary["documents"] == sum(summary[f"documents_{kind}"] for kind in kinds), summary
+
+
+def test_a_chat_named_with_a_comma_is_indexed_beside_a_truncated_export_of_its_namesake(
+        tmp_path, database_url, cli_args):
+    from whatsapp_export_builder import write_zip
+
+    wa = tmp_path / "wa"
+    ana_zip = write_zip(wa / "WhatsApp Chat with Ana.zip", {
+        "WhatsApp Chat with Ana.txt": "26/06/2021, 12:30 - Ana: The boat leaves at nine\n"})
+    args = ["--whatsapp", str(wa), *cli_args]
+    first = ingest_json(args)
+    assert first["documents_new"] == 1 and sources_listed(database_url) == {"<whatsapp>:Ana"}
+
+    # The zip is cut short by a failed copy, and a group chat with Ana arrives in the same run.
+    ana_zip.write_bytes(ana_zip.read_bytes()[:40])
+    write(wa, "WhatsApp Chat with Ana, Rui.txt", "02/07/2021, 10:00 - Rui: Who brings the map?\n")
+    out, err = run_main([*args, "--json"])
+    summary = json.loads(out)
+    assert "WhatsApp Chat with Ana.zip" in err  # the truncated file is named
+    assert (summary["documents_new"], summary["documents_kept"], summary["documents_skipped"]) == (1, 1, 0)
+    assert_every_document_counted(summary)
+    assert sources_listed(database_url) == {"<whatsapp>:Ana", "<whatsapp>:Ana, Rui"}
+    with psycopg.connect(database_url) as conn:
+        paths = dict(conn.execute("SELECT doc_id, paths FROM documents").fetchall())
+    assert sorted(Path(p).name for [p] in paths.values()) == ["WhatsApp Chat with Ana, Rui.txt",
+                                                              "WhatsApp Chat with Ana.zip"]
+
+
+def test_every_document_is_counted_once_in_the_summary_line_and_json(tmp_path, database_url, cli_args):
+    vault = write_vault(tmp_path, notes=3)
+    args = ["--obsidian", str(vault), *cli_args]
+    assert_every_document_counted(ingest_json(args))
+    write(vault, "Notes/n0.md", "# Note 0\n\nRewritten.\n")
+    write(vault, "Notes/new.md", "# New\n\nFresh.\n")
+    (vault / "Notes" / "n1.md").write_bytes(b"\x00\x01binary junk\xff" * 50)  # unreadable now: kept
+    summary = ingest_json(args)
+    assert_every_document_counted(summary)
+    assert [summary[f"documents_{kind}"] for kind in ("new", "changed", "unchanged", "kept")] == [1, 1, 1, 1]
+    line = run_main(args)[0]
+    assert line.startswith("4 documents (0 new, 0 changed, 3 unchanged, 1 kept as stored (unreadable now); 0 removed")
+
+
+def test_paths_stored_as_one_joined_text_are_migrated_in_place_to_whole_files(tmp_path, database_url, cli_args):
+    from whatsapp_export_builder import json_chat, json_message, write_json
+
+    wa = tmp_path / "wa"
+    jid = "441@s.whatsapp.net"
+    write_json(wa / "2021" / "result.json", {jid: json_chat("Ann", [json_message("2021-06-26 10:00", "hi")])})
+    write_json(wa / "2022" / "result.json", {jid: json_chat("Ann", [json_message("2022-06-26 10:00", "bye")])})
+    write(wa, "WhatsApp Chat with Ana, Rui.txt", "02/07/2021, 10:00 - Rui: Who brings the map?\n")
+    args = ["--whatsapp", str(wa), *cli_args]
+    ingest_json(args)
+    with psycopg.connect(database_url) as conn:
+        expected = dict(conn.execute("SELECT doc_id, paths FROM documents").fetchall())
+        # The index as an older version stored it: one ", "-joined text.
+        conn.execute("ALTER TABLE documents ADD COLUMN path text")
+        conn.execute("UPDATE documents SET path = array_to_string(paths, ', ')")
+        conn.execute("ALTER TABLE documents DROP COLUMN paths")
+    assert sorted(len(p) for p in expected.values()) == [1, 2]
+
+    assert ingest_json(args)["documents_unchanged"] == 2
+    with psycopg.connect(database_url) as conn:
+        assert dict(conn.execute("SELECT doc_id, paths FROM documents").fetchall()) == expected

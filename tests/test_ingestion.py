@@ -66,7 +66,7 @@ def note(rel: str, paragraphs: list[str], made: Made | None = None) -> Document:
         return [Chunk(text=p, source=f"<obsidian>:{rel[:-3]}", doc_id=doc_id, source_kind=NOTES,
                       title=rel[:-3], tags=["t"]) for p in paragraphs]
 
-    return Document(doc_id, NOTES, fingerprint(rel, *paragraphs), make, path=rel)
+    return Document(doc_id, NOTES, fingerprint(rel, *paragraphs), make, paths=(rel,))
 
 
 def chat(name: str, lines: list[str], made: Made | None = None) -> Document:
@@ -81,7 +81,7 @@ def chat(name: str, lines: list[str], made: Made | None = None) -> Document:
                       started_at=start + timedelta(hours=i), ended_at=start + timedelta(hours=i, minutes=5))
                 for i, line in enumerate(lines)]
 
-    return Document(doc_id, MESSAGES, fingerprint(name, *lines), make, path="result.json")
+    return Document(doc_id, MESSAGES, fingerprint(name, *lines), make, paths=("result.json",))
 
 
 def vault(n_notes: int = 6, paragraphs: int = 3) -> list[Document]:
@@ -133,13 +133,13 @@ def test_first_run_indexes_everything_and_an_unchanged_rerun_embeds_nothing(data
     notes, messages = vault(), chats()
     summary = run(database_url, recorder, {"obsidian": notes, "whatsapp": messages})
     assert summary.chunks_embedded == len(recorder.texts) == 6 * 3 + 3
-    assert summary.chunks_total == 21 and summary.documents == 8 and summary.documents_changed == 8
+    assert summary.chunks_total == 21 and summary.documents == 8 and summary.documents_new == 8
     chunks, documents = index_state(database_url)
     assert {(d, h) for d, h, _, _ in chunks} == expected_hashes(notes + messages)
     assert {d for d, _, _ in documents} == {d.doc_id for d in notes + messages}
 
     made, again = Made(), RecordingEmbedder(embedder)
-    notes = [note(d.path, [c.text for c in d.make_chunks()], made) for d in notes]
+    notes = [note(d.paths[0], [c.text for c in d.make_chunks()], made) for d in notes]
     summary = run(database_url, again, {"obsidian": notes, "whatsapp": chats()})
     assert again.texts == [] and made.doc_ids == []  # nothing embedded, nothing even chunked
     assert (summary.chunks_embedded, summary.chunks_deleted, summary.documents_unchanged) == (0, 0, 8)
@@ -214,7 +214,8 @@ def test_documents_of_another_source_or_repeated_ids_are_skipped_with_a_warning(
     progress.warn = warnings.append
     notes = vault(2)
     summary = run(database_url, embedder, {"obsidian": [*notes, notes[0], chats()[0]]}, progress=progress)
-    assert summary.documents == 2 and summary.chunks_total == 6
+    assert (summary.documents, summary.documents_new, summary.documents_skipped) == (4, 2, 2)
+    assert summary.chunks_total == 6
     assert len(warnings) == 2 and "appears twice" in warnings[0] and "not a obsidian document" in warnings[1]
 
 

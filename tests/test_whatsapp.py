@@ -277,7 +277,7 @@ def test_documents_fingerprint_is_stable_and_follows_budget(tmp_path):
     assert first == again and set(first) == set(other)
     assert all(first[k] != other[k] for k in first)
     [doc] = [d for d in documents(tmp_path) if "g.us" in d.doc_id]
-    assert doc.path == str(tmp_path / "export" / "result.json")
+    assert doc.paths == (str(tmp_path / "export" / "result.json"),)
 
 
 # --- merging overlapping exports --------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_overlapping_json_exports_do_not_duplicate(tmp_path):
     [chunk] = chunks_of(doc)
     assert [line.split(" ", 2)[2] for line in message_lines([chunk])] == ["Ann: hi", "Ann: ok", "Ann: ok", "Ann: bye"]
     assert chunk.metadata["message_ids"] == ["A", "B", "C", "D"]
-    assert doc.path.count("result.json") == 2
+    assert [Path(p).name for p in doc.paths] == ["result.json", "result.json"]
 
 
 def test_overlapping_txt_exports_android_and_ios_merge(tmp_path):
@@ -337,7 +337,7 @@ def test_txt_and_json_of_the_same_chat_merge_across_time_zones(tmp_path):
         "2021-06-26 10:40 Maria Silva: Only in the newer export",
     ]
     assert chunk.ended_at == datetime(2021, 6, 26, 10, 40, tzinfo=timezone.utc)
-    assert "WhatsApp Chat with Maria Silva.txt" in doc.path and "result.json" in doc.path
+    assert sorted(Path(p).name for p in doc.paths) == ["WhatsApp Chat with Maria Silva.txt", "result.json"]
 
 
 # --- bad input --------------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def test_bad_files_warn_by_name_and_the_rest_is_still_read(tmp_path):
     docs = documents(tmp_path, warnings)
     assert [d.doc_id for d in docs if not d.unreadable] == ["whatsapp:bo"]
     # Files that could not be read are reported, so ingestion keeps the chats stored from them.
-    assert sorted(Path(d.path).name for d in docs if d.unreadable) == ["broken.zip", "photos.zip", "truncated.json"]
+    assert sorted(Path(d.paths[0]).name for d in docs if d.unreadable) == ["broken.zip", "photos.zip", "truncated.json"]
     text = "\n".join(warnings)
     for name, problem in [("truncated.json", "not readable JSON"), ("other.json", "not a WhatsApp-Chat-Exporter JSON"),
                           ("notes.txt", "no WhatsApp messages found"), ("photos.zip", "holds no chat .txt"),
