@@ -1,5 +1,6 @@
 """The "document keeper": one short, greedy LLM pass that turns the conversation into a search
-request - a self-contained query plus optional date, person and source filters.
+request - a self-contained query plus optional date, person and source filters, and whether the
+message is about a whole period ("what did I do last summer?": the chat then reads every passage).
 
     python formulate_query_for_retrieving_content.py "what did Maria and I plan last weekend?"
     {"query": "plans with Maria for the weekend", "since": "2024-05-04", "until": "2024-05-05", ...}
@@ -25,24 +26,27 @@ if TYPE_CHECKING:
     from llm_backend import ChatModel
 
 DEFAULT_KEEPER_MAX_TOKENS = 96  # a JSON object with a one-line query fits easily
+# Every token of KEEPER_PROMPT counts on small models: with the tiny test model's 1024-token
+# context the prompt, a short message and the answer room leave ~100 tokens (tests/test_keeper.py).
 DEFAULT_KEEPER_MESSAGES = 6  # the last turns that can hold what "that" refers to
 DEFAULT_MESSAGE_CHARS = 1200  # each earlier message is cut to this for the keeper
 DEFAULT_MAX_QUERY_CHARS = 500
 DEFAULT_MAX_PEOPLE = 5
 EARLIEST_YEAR = 1970  # dates before this are the model's mistakes, not the user's archive
 
-KEEPER_PROMPT = """You are the document keeper of a personal archive: the user's own notes and their chat messages. You do not answer questions. You read the conversation and write the search request that finds the passages needed to answer the user's LAST message.
+KEEPER_PROMPT = """You are the document keeper of a personal archive: the user's notes and chat messages. Do not answer. Write the search request that finds the passages needed for the user's LAST message.
 
 Today is {today} ({weekday}).
 
-Write:
-- "query": one self-contained search query. Replace words like "it", "that project", "she", "there" with the names and things they refer to earlier in the conversation. Keep names, places and rare words exactly as written. Use the language of the conversation.
-- "since" and "until": when the message is about a time ("yesterday", "last summer", "in 2021", "in June"), the first and last day of that period as YYYY-MM-DD, worked out from today's date; otherwise null.
-- "people": the names of other people the message is about; [] if none.
-- "source": "messages" when it is about chats or what someone said or wrote, "notes" when it is about the user's own notes, diary or writing; otherwise null.
+Fields:
+- "query": one self-contained search query. Replace "it", "she", "there" with what they refer to; keep names and rare words as written; use the conversation's language.
+- "since", "until": when the message names a time ("yesterday", "last summer", "in 2021"), its first and last day as YYYY-MM-DD, from today's date; else null.
+- "people": other people the message is about; [] if none.
+- "source": "messages" for chats or what someone wrote, "notes" for the user's own notes or diary; else null.
+- "summary": true when it asks about a whole period ("what did I do in May?", "como foi minha semana com a Maria?"), false for one fact.
 
 Reply with the JSON object only, for example:
-{{"query": "plans with Maria for Saturday", "since": null, "until": null, "people": ["Maria"], "source": "messages"}}"""
+{{"query": "plans with Maria for Saturday", "since": null, "until": null, "people": ["Maria"], "source": "messages", "summary": false}}"""
 
 KEEPER_REQUEST = "Conversation:\n{conversation}\n\nThe search request for the user's last message, as JSON:"
 
@@ -149,7 +153,7 @@ def parse_keeper_output(text: str, fallback: str, today: date | None = None) -> 
     if since and until and since > until:
         since = until = None
     return SearchRequest(query=query, since=since, until=until, people=_people(fields.get("people")),
-                         source_kind=_source(fields.get("source")))
+                         source_kind=_source(fields.get("source")), summary=_flag(fields.get("summary")))
 
 
 def _json_fields(text: str) -> dict | None:
@@ -174,6 +178,9 @@ def _json_fields(text: str) -> dict | None:
                 fields[key] = json.loads(f'"{match[1]}"')
             except ValueError:
                 fields[key] = match[1]
+    flag = re.search(r'["\']?summary["\']?\s*:\s*(true|false)', text[start:], re.IGNORECASE)
+    if flag:
+        fields["summary"] = flag[1].lower() == "true"
     people = re.search(r'["\']?people["\']?\s*:\s*\[([^\]]*)', text[start:])
     if people:
         fields["people"] = re.findall(r'"((?:[^"\\]|\\.)+)"', people[1])
@@ -234,6 +241,13 @@ def _people(value) -> list[str]:
     return people[:DEFAULT_MAX_PEOPLE]
 
 
+def _flag(value) -> bool:
+    """The summary flag: JSON true, or the words weak models write for it."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "sim")
+    return value is True
+
+
 def _source(value) -> str | None:
     if not isinstance(value, str):
         return None
@@ -252,6 +266,7 @@ def request_to_json(request: SearchRequest) -> dict:
         "until": request.until.date().isoformat() if request.until else None,
         "people": list(request.people),
         "source": request.source_kind,
+        "summary": request.summary,
     }
 
 

@@ -5,7 +5,9 @@ messages, and shows where each answer came from.
     echo "when did I go to Kyoto?" | python main.py    # one answer per input line, plain text
 
 Each message: the document keeper turns the conversation into a search request, the top
-passages are retrieved, and the persona answers from them, streamed, followed by its sources.
+passages are retrieved, and the persona answers from them, streamed, citing them as [1], [2],
+followed by its sources. A question about a whole period ("what did I do last summer?", or
+`/summary 2023-05 Maria`) reads every passage of the window instead (period_summary.py).
 """
 from __future__ import annotations
 
@@ -39,11 +41,13 @@ DEFAULT_GREETING = "Hello! Ask me anything about your notes and messages."
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Callable, TextIO
 
+import period_summary
 import settings
 
 if TYPE_CHECKING:
@@ -63,7 +67,7 @@ SYSTEM_PROMPT = """{persona}
 You can read the user's personal archive: their own notes and their chat messages. With each message you receive passages retrieved from that archive, each headed by its source, its date and the people involved. Today is {today}.
 - Answer from these passages, mentioning dates and people when they help.
 - When the passages do not contain the answer, say so plainly instead of inventing one; you may still talk about the question in general, clearly apart from what the archive says.
-- Do not copy the passage headers, numbers or brackets into your answer; refer to things naturally ("in your note on Kyoto", "Maria wrote on 12 June").
+- Cite the passages you use by their numbers in brackets, like [1] or [2][3], after the sentence they support; cite only numbers that head a passage, and do not copy the rest of the headers.
 - Answer in the language the user writes in."""
 
 PASSAGES_INTRO = "Passages from my notes and messages:"
@@ -76,6 +80,10 @@ TRUNCATED_MARK = " [...]"
 
 HELP = """commands:
   /sources        the passages behind the last answer, with their scores
+  /sources N      passage N (the [N] of an answer) in full
+  /summary WINDOW [PERSON]
+                  read every passage of a period: 2023-05, 2023-05-01..2023-05-31, last month,
+                  last summer...; with a person, only what involves them
   /reset          forget the conversation
   /persona NAME   switch persona: {names}, or any description; /persona alone shows it
   /help           this list
@@ -165,15 +173,78 @@ def user_turn(text: str, hits: list["Hit"], neutralise: Callable[[str], str], dr
 
 
 def source_list(hits: list["Hit"], found: int = 0) -> str:
-    """The compact list after an answer: `sources: <obsidian>:Notes/Kyoto (2021-06-12); ...`;
+    """The compact list after an answer, saying what each number is:
+    `sources: [1][3] <obsidian>:Notes/Kyoto (2021-06-12..06-14); [2] <whatsapp>:Maria (2021-06-10)`;
     `found` passages were retrieved (when none of them was sent, the list says so)."""
-    seen: dict[str, str] = {}
-    for hit in hits:
-        if hit.source not in seen:
-            seen[hit.source] = date_span(hit)
-    if not seen:
+    numbers: dict[str, list[int]] = {}
+    for number, hit in enumerate(hits, 1):
+        numbers.setdefault(hit.source, []).append(number)
+    if not numbers:
         return f"sources: none used ({found} found, none fit the model's context)" if found else "sources: none found"
-    return "sources: " + "; ".join(f"{src} ({span})" if span else src for src, span in seen.items())
+    parts = []
+    for source, group in numbers.items():
+        days = period_summary.passage_days([hits[n - 1] for n in group])
+        marks = "".join(f"[{n}]" for n in group)
+        parts.append(f"{marks} {source}" + (f" ({period_summary.day_range(*days)})" if days else ""))
+    return "sources: " + "; ".join(parts)
+
+
+def window_label(request: "SearchRequest") -> str:
+    """The request's dates as the user reads them: `2023-05-01..05-31`, `since 2023-05-01`."""
+    since = request.since.astimezone().date() if request.since else None
+    until = request.until.astimezone().date() if request.until else None
+    if since and until:
+        return period_summary.day_range(since, until)
+    if since:
+        return f"since {since.isoformat()}"
+    return f"until {until.isoformat()}" if until else "all time"
+
+
+def _with_people(request: "SearchRequest") -> str:
+    return f" with {', '.join(request.people)}" if request.people else ""
+
+
+# ---------------------------------------------------------------- citations
+
+# A citation: [3], [2, 5] or [2; 5], with the whitespace before it.
+_CITATION = re.compile(r"(\s*)\[(\d{1,6}(?:\s*[,;]\s*\d{1,6})*)\]")
+# What the end of a streamed text may still turn into a citation: whitespace, then "[12, 3".
+_OPEN_TAIL = re.compile(r"\s*(?:\[[\d\s,;]{0,24})?\Z")
+
+
+class CitationFilter:
+    """Removes citation markers that point to no passage from a streamed answer, piece by
+    piece: `[3]` with 2 passages goes (with the space before it), `[1, 3]` becomes `[1]`.
+    Text that could still become a marker ("... [1") is held until the next piece or `flush`."""
+
+    def __init__(self, passages: int):
+        self.passages = passages
+        self.removed = 0  # markers (numbers) dropped
+        self.cited: set[int] = set()
+        self._pending = ""
+
+    def _resolve(self, match: re.Match) -> str:
+        numbers = [int(n) for n in re.findall(r"\d+", match[2])]
+        kept = [n for n in numbers if 1 <= n <= self.passages]
+        self.removed += len(numbers) - len(kept)
+        self.cited.update(kept)
+        if not kept:
+            return ""
+        if len(kept) == len(numbers):
+            return match[0]
+        return f"{match[1]}[{', '.join(map(str, kept))}]"
+
+    def feed(self, piece: str) -> str:
+        """The part of the text so far that is safe to print."""
+        text = _CITATION.sub(self._resolve, self._pending + piece)
+        cut = _OPEN_TAIL.search(text).start()
+        self._pending = text[cut:]
+        return text[:cut]
+
+    def flush(self) -> str:
+        """Whatever was held back (the answer ended)."""
+        text, self._pending = self._pending, ""
+        return text
 
 
 # ---------------------------------------------------------------- context budget
@@ -290,6 +361,8 @@ class Turn:
     hits: list["Hit"] = field(default_factory=list)
     answer: str = ""
     finish_reason: str | None = None
+    removed_markers: int = 0  # citations of passages that do not exist, taken out of the answer
+    summary: bool = False  # the answer read every passage of a window
 
 
 class ChatSession:
@@ -304,7 +377,8 @@ class ChatSession:
                  persona: Persona, k: int = 10, max_tokens: int = 512,
                  temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
                  keeper: Callable | None = None, out: TextIO | None = None, err: TextIO | None = None,
-                 today: date | None = None, dim: bool = False):
+                 today: date | None = None, dim: bool = False,
+                 max_batches: int = period_summary.DEFAULT_MAX_BATCHES):
         if keeper is None:
             from formulate_query_for_retrieving_content import formulate_request as keeper
         self.llm = llm
@@ -323,6 +397,9 @@ class ChatSession:
         self.last_hits: list["Hit"] = []
         self.last_request: "SearchRequest | None" = None
         self.last_note: str | None = None
+        self.last_removed = 0  # citation markers removed from the last answer
+        self.last_summary: str | None = None  # the window the last answer read whole
+        self.max_batches = max_batches
 
     # -- output
 
@@ -348,6 +425,9 @@ class ChatSession:
         self.last_note = None
         if getattr(turn.request, "note", None):
             self._status(f"note: {turn.request.note}")
+        if turn.request.summary and (turn.request.since or turn.request.until):
+            return self.summarise(text, turn.request)  # about a whole period: read all of it
+        self.last_summary = None
         try:
             result = self.retriever(turn.request, self.k)
             hits = list(result.hits)
@@ -372,26 +452,96 @@ class ChatSession:
                          "message or a model with a longer context makes room)")
 
         pieces: list[str] = []
+        citations = CitationFilter(len(prompt.hits))
         stream = self.llm.stream(prompt.messages, prompt.answer_tokens, self.temperature, self.top_p)
         try:
             for piece in stream:
-                pieces.append(piece)
-                self.out.write(piece)
-                self.out.flush()
+                self._write_answer(citations.feed(piece), pieces)
             turn.finish_reason = self.llm.last_finish_reason
         except KeyboardInterrupt:
             # Ctrl-C stops this answer only; closing the stream ends generation there.
             stream.close()
             turn.finish_reason = "interrupted"
+        self._write_answer(citations.flush(), pieces)
+        turn.removed_markers = self.last_removed = citations.removed
+        self._finish_turn(turn, text, pieces, source_list(prompt.hits, prompt.found), self.length_note(prompt))
+        return turn
+
+    def _write_answer(self, text: str, pieces: list[str]) -> None:
+        """Print part of an answer as it streams (and keep it)."""
+        if text:
+            pieces.append(text)
+            self.out.write(text)
+            self.out.flush()
+
+    def _finish_turn(self, turn: Turn, text: str, pieces: list[str], sources: str, length_note: str) -> None:
+        """After the stream: the end of line, [interrupted], the history, the sources line."""
         turn.answer = "".join(pieces).strip()
         self._print()
         if turn.finish_reason == "interrupted":
             self._print("[interrupted]", muted=True)
         if turn.answer:
             self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": turn.answer}]
-        self._print(source_list(prompt.hits, prompt.found), muted=True)
+        self._print(sources, muted=True)
         if turn.finish_reason == "length":
-            self._print(self.length_note(prompt), muted=True)
+            self._print(length_note, muted=True)
+
+    # -- a whole period
+
+    def _progress(self, line: str) -> None:
+        """The summary's progress line on stderr: rewritten in place on a terminal, one line
+        per step otherwise; an empty line ends it."""
+        if self.err.isatty():
+            self.err.write("\r\033[K" + line)
+            self.err.flush()
+        elif line:
+            self._status(line)
+
+    def summarise(self, text: str, request: "SearchRequest", question: str | None = None) -> Turn:
+        """Answer a question about a whole period: every passage of the request's window (and
+        people), read in batches by period_summary, the final answer streamed with citations and
+        the sources grouped by chat. TooManyBatches (a UserError) when the window is too big."""
+        today = self.today or date.today()
+        turn = Turn(request=request, summary=True)
+        window = window_label(request)
+        reader = getattr(self.retriever, "window", None)
+        if reader is None:
+            raise settings.UserError("this chat's retriever cannot read a whole window")
+        try:
+            passages = reader(request)
+        except DatabaseDown as err:
+            self._status(f"warning: {err}; this message was not answered, send it again to retry")
+            return turn
+        self.last_request, self.last_hits, self.last_note, self.last_removed = request, passages, None, 0
+        self.last_summary = window
+        turn.hits = passages
+        if not passages:
+            # Said without a model call: there is nothing to read.
+            self._print(f"no passages from {window}{_with_people(request)} in your notes and messages; "
+                        "nothing to summarise", muted=True)
+            return turn
+        question = question or text
+        plan = period_summary.plan_batches(self.llm, passages, question, self.max_batches)
+        pieces: list[str] = []
+        citations = CitationFilter(len(passages))
+        try:
+            summary = period_summary.summarise(
+                self.llm, plan, question, system_prompt(self.persona, today), window, self.max_tokens,
+                self.temperature, self.top_p, progress=self._progress,
+                on_piece=lambda piece: self._write_answer(citations.feed(piece), pieces))
+            turn.finish_reason = summary.finish_reason
+            answer_tokens = summary.answer_tokens
+        except KeyboardInterrupt:
+            self._progress("")
+            turn.finish_reason, answer_tokens = "interrupted", self.max_tokens
+        self._write_answer(citations.flush(), pieces)
+        turn.removed_markers = self.last_removed = citations.removed
+        batches = len(plan.batches)
+        sources = (f"sources (every passage read, {batches} batch{'es' if batches != 1 else ''}): "
+                   + "; ".join(period_summary.grouped_sources(passages)))
+        self._finish_turn(turn, text, pieces, sources,
+                          f"(answer cut at the length limit of {answer_tokens} tokens; "
+                          "raise --max-tokens or LLM_MAX_TOKENS for longer answers)")
         return turn
 
     def length_note(self, prompt: Prompt) -> str:
@@ -416,9 +566,14 @@ class ChatSession:
             self._print(HELP.format(names=", ".join(PERSONAS)))
         elif name == "/reset":
             self.history, self.last_hits, self.last_request, self.last_note = [], [], None, None
+            self.last_removed, self.last_summary = 0, None
             self._print("(conversation forgotten)", muted=True)
+        elif name == "/sources" and argument:
+            self._print(self.describe_passage(argument))
         elif name == "/sources":
             self._print(self.describe_sources())
+        elif name == "/summary":
+            self.summary_command(argument)
         elif name == "/persona":
             if argument:
                 typo = persona_typo_warning(argument)
@@ -434,13 +589,48 @@ class ChatSession:
             self._print(f"unknown command {name}; /help lists the commands")
         return True
 
+    def summary_command(self, argument: str) -> Turn | None:
+        """`/summary WINDOW [PERSON]`: summarise every passage of the window (with the person)."""
+        from retrieve_related_content_from_db import SearchRequest
+
+        if not argument:
+            self._print("usage: /summary WINDOW [PERSON], e.g. /summary 2023-05 Maria, /summary last month")
+            return None
+        today = self.today or date.today()
+        try:
+            window, person = period_summary.split_window_and_person(argument, today)
+            people = [person] if person else []
+            question = (f"Summarise what happened in my notes and messages from {window.label}"
+                        + (f" with {person}" if person else "") + ".")
+            request = SearchRequest(query=question, since=window.since, until=window.until, people=people,
+                                    summary=True)
+            return self.summarise(f"/summary {argument}", request, question)
+        except settings.UserError as err:  # an unreadable window, one too big: the chat goes on
+            self._status(f"error: {err}")
+            return None
+
+    def describe_passage(self, argument: str) -> str:
+        """`/sources N`: passage N of the last answer in full, with its header."""
+        if not argument.isdigit():
+            return f"/sources {argument}: give a passage number, like /sources 2"
+        number = int(argument)
+        if not 1 <= number <= len(self.last_hits):
+            known = f"the last answer had passages 1 to {len(self.last_hits)}" if self.last_hits else "no passages yet"
+            return f"no passage {number}: {known}"
+        hit = self.last_hits[number - 1]
+        return f"{passage_header(number, hit)}\n{hit.content.strip()}"
+
     def describe_sources(self) -> str:
-        """The passages behind the last answer: score, source, date, people, first lines."""
+        """The passages behind the last answer: score, source, date, people, first lines. For a
+        summary: the window, the groups, and one line per passage read."""
         if not self.last_hits:
             return "no sources yet: ask something first" if self.last_request is None else "no passages were found"
         lines = []
         request = self.last_request
-        if request is not None:
+        if self.last_summary is not None:
+            lines.append(f"read every passage of {self.last_summary}{_with_people(request)}: "
+                         + "; ".join(period_summary.grouped_sources(self.last_hits)))
+        elif request is not None:
             filters = []
             if request.since or request.until:
                 since = request.since.date().isoformat() if request.since else "..."
@@ -453,11 +643,18 @@ class ChatSession:
             lines.append(f"searched for: {request.query}" + (f" ({'; '.join(filters)})" if filters else ""))
         if self.last_note:
             lines.append(f"note: {self.last_note}")
+        if self.last_removed:
+            lines.append(f"note: {self.last_removed} citation marker{'s' if self.last_removed != 1 else ''} "
+                         "pointed to no passage and were removed from the answer")
         for number, hit in enumerate(self.last_hits, 1):
             header = passage_header(number, hit).split(" ", 1)[1]
+            if self.last_summary is not None:  # read in time order, not ranked: no score
+                lines.append(f"{number:2d}. {header}")
+                continue
             lines.append(f"{number:2d}. {hit.score:.3f}  {header}")
             first = [line.strip() for line in hit.content.splitlines() if line.strip()][:2]
             lines.extend(f"      {line[:160]}" for line in first)
+        lines.append("(/sources N shows passage N in full)")
         return "\n".join(lines)
 
 
@@ -502,6 +699,20 @@ class StoreRetriever:
         store = self._open()
         try:
             return search(store, self.embedder, request, k=k)
+        except psycopg.Error as err:
+            self._drop()
+            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
+            raise DatabaseDown(f"the database is not reachable ({first})")
+
+    def window(self, request: "SearchRequest") -> list["Hit"]:
+        """Every passage of the request's window, oldest first; raises DatabaseDown."""
+        import psycopg
+
+        from retrieve_related_content_from_db import window_passages
+
+        store = self._open()
+        try:
+            return window_passages(store, request)
         except psycopg.Error as err:
             self._drop()
             first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
@@ -566,8 +777,11 @@ def run_repl(session: ChatSession, stdin: TextIO, interactive: bool) -> int:
         if line.lower() in ("exit", "quit"):
             break
         if line.startswith("/"):
-            if not session.command(line):
-                break
+            try:
+                if not session.command(line):
+                    break
+            except KeyboardInterrupt:  # e.g. during /summary's reading
+                session._print("\n[interrupted]", muted=True)
             continue
         try:
             session.ask(line)
@@ -604,6 +818,9 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     typo = persona_typo_warning(settings.get("PERSONA", args.persona) or PERSONA)
     max_tokens = settings.get_int("LLM_MAX_TOKENS", args.max_tokens)
     k = settings.get_int("RETRIEVAL_TOP_K", args.k)
+    max_batches = settings.get_int("SUMMARY_MAX_BATCHES")
+    if max_batches is None or max_batches < 1:
+        raise settings.UserError(f"SUMMARY_MAX_BATCHES={max_batches} must be at least 1")
     if max_tokens is None or max_tokens < 1:
         raise settings.UserError(f"--max-tokens / LLM_MAX_TOKENS {max_tokens} must be at least 1")
     if k is None or k < 1:
@@ -645,7 +862,7 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
         llm = load_llm(args.backend, args.model)
 
     session = ChatSession(llm, retriever, persona, k=k, max_tokens=max_tokens,
-                          temperature=max(0.0, args.temperature), out=stdout, err=stderr,
+                          temperature=max(0.0, args.temperature), out=stdout, err=stderr, max_batches=max_batches,
                           dim=stdout.isatty() and not os.environ.get("NO_COLOR"))
     save_history = lambda: None  # noqa: E731
     if interactive:

@@ -97,6 +97,7 @@ class SearchRequest:
     people: list[str] = field(default_factory=list)
     source_kind: str | None = None  # chunking.NOTES / chunking.MESSAGES / None for both
     note: str | None = None  # for the user: why the request is plainer than asked (the keeper could not run)
+    summary: bool = False  # a question about the whole period: read every passage of the window
 
 
 @dataclass

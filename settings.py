@@ -34,6 +34,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "LLM_MAX_TOKENS": ("512", "most tokens in one answer"),
     "PERSONA": (None, "overrides the PERSONA constant in main.py"),
     "RETRIEVAL_TOP_K": ("10", "passages retrieved per question"),
+    "SUMMARY_MAX_BATCHES": ("50", "most batches (model calls) a question about a whole period may read"),
 }
 
 DEFAULT_LLM_MODELS = {

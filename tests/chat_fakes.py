@@ -22,13 +22,15 @@ class Reply:
 
 class FakeLLM:
     """Replies from a queue (str or Reply), word by word; records every call. Token counts are
-    characters / 4, plus 4 per message, like a small real template."""
+    characters / 4, plus 4 per message, like a small real template. With `respond`, an empty
+    queue asks `respond(messages)` for the reply (a reply that depends on the prompt)."""
 
     backend = "fake"
     name = "fake"
 
-    def __init__(self, replies=(), context_window: int = 8192):
+    def __init__(self, replies=(), context_window: int = 8192, respond=None):
         self.replies = list(replies)
+        self.respond = respond
         self.context_window = context_window
         self.calls: list[dict] = []
         self.last_finish_reason: str | None = None
@@ -45,7 +47,7 @@ class FakeLLM:
     def stream(self, messages, max_tokens, temperature=0.0, top_p=1.0):
         self.calls.append({"messages": messages, "max_tokens": max_tokens, "temperature": temperature})
         assert self.count_tokens(messages) + max_tokens <= self.context_window, "prompt over budget"
-        reply = self.replies.pop(0) if self.replies else ""
+        reply = self.replies.pop(0) if self.replies else (self.respond(messages) if self.respond else "")
         if isinstance(reply, str):
             reply = Reply(reply)
         self.last_finish_reason = "interrupted"
@@ -69,9 +71,12 @@ def make_hit(content: str, source: str = "<obsidian>:Notes/Kyoto", score: float 
 class FakeRetriever:
     """Returns `hits` (or raises `error`) and records (request, k); `chunks` for count_chunks."""
 
-    def __init__(self, hits=(), chunks: int = 100, error: Exception | None = None, note: str | None = None):
+    def __init__(self, hits=(), chunks: int = 100, error: Exception | None = None, note: str | None = None,
+                 window_hits=()):
         self.hits, self.chunks, self.error, self.note = list(hits), chunks, error, note
+        self.window_hits = list(window_hits)
         self.requests = []
+        self.window_requests = []
 
     def __call__(self, request, k):
         self.requests.append((request, k))
@@ -79,6 +84,11 @@ class FakeRetriever:
             error, self.error = self.error, None  # fails once, like a database that comes back
             raise error
         return SearchResult(hits=self.hits[:k], request=request, filters_applied={}, note=self.note)
+
+    def window(self, request):
+        """Every passage of a window: `window_hits` (as given, oldest first)."""
+        self.window_requests.append(request)
+        return list(self.window_hits)
 
     def count_chunks(self) -> int:
         return self.chunks

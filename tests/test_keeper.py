@@ -25,7 +25,7 @@ def test_clean_json_gives_query_and_filters():
     out = parsed('{"query": "Kyoto trip", "since": "2021-06-01", "until": "2021-06-30", '
                  '"people": ["Maria", "João"], "source": "messages"}')
     assert out == {"query": "Kyoto trip", "since": "2021-06-01", "until": "2021-06-30",
-                   "people": ["Maria", "João"], "source": "messages"}
+                   "people": ["Maria", "João"], "source": "messages", "summary": False}
     request = parse_keeper_output('{"query": "x", "until": "2021-06-30"}', "", TODAY)
     assert (request.until.hour, request.until.minute) == (23, 59)  # until covers the whole day
 
@@ -48,7 +48,8 @@ def test_messy_output_still_gives_the_query(text, query):
 @pytest.mark.parametrize("text", ["", "   \n\n", "{}", '{"query": ""}', "null", '"  "', "```\n```",
                                   '{"query": 42}', "...", "{", "Query:"])
 def test_unusable_output_falls_back_to_the_last_message(text):
-    assert parsed(text) == {"query": "FALLBACK", "since": None, "until": None, "people": [], "source": None}
+    assert parsed(text) == {"query": "FALLBACK", "since": None, "until": None, "people": [], "source": None,
+                            "summary": False}
 
 
 def test_partial_json_keeps_what_was_complete():
@@ -71,6 +72,31 @@ def test_partial_json_keeps_what_was_complete():
 def test_dates_are_validated(since, until, expected):
     out = parsed(json.dumps({"query": "q", "since": since, "until": until}))
     assert (out["since"], out["until"]) == expected
+
+
+@pytest.mark.parametrize("text, summary", [
+    ('{"query": "my May", "since": "2024-05-01", "until": "2024-05-31", "summary": true}', True),
+    ('{"query": "my May", "summary": "true"}', True),
+    ('{"query": "meu verão", "summary": "sim"}', True),
+    ('{"query": "my May", "since": "2024-05-01", "summary": tr', False),  # cut inside the value
+    ('{"query": "my May", "since": "2024-05-01", "summary": true, "peo', True),  # cut after it
+    ('{"query": "train time", "summary": false}', False),
+    ('{"query": "train time", "summary": 1}', False),
+    ('{"query": "train time"}', False),
+])
+def test_summary_flag_marks_questions_about_a_whole_period(text, summary):
+    assert parsed(text)["summary"] is summary
+
+
+def test_keeper_prompt_leaves_room_on_the_tiny_model(tiny_llama_dir):
+    # The tiny model has 1024 tokens: the prompt, its answer room and a short message must fit
+    # with room to spare for the conversation (a longer prompt silently loses the history).
+    from llm_backend import ChatModel
+    from transformers import AutoTokenizer
+
+    tiny = ChatModel(AutoTokenizer.from_pretrained(tiny_llama_dir), context_window=1024)
+    messages = keeper_messages([{"role": "user", "content": "what did I do last summer?"}], TODAY)
+    assert tiny.count_tokens(messages) + DEFAULT_KEEPER_MAX_TOKENS <= 1024 - 64
 
 
 def test_people_and_source_are_cleaned():
@@ -126,7 +152,7 @@ def test_cli_prints_the_request(tiny_llama_dir, capsys):
     raw_line, request_line = capsys.readouterr().out.strip("\n").split("\n")
     assert "raw" in json.loads(raw_line)
     request = json.loads(request_line)
-    assert set(request) == {"query", "since", "until", "people", "source"}
+    assert set(request) == {"query", "since", "until", "people", "source", "summary"}
     assert request["query"]  # the random model's words, or the message itself
 
 
