@@ -160,11 +160,11 @@ def test_a_length_cut_names_the_context_when_that_was_the_limit():
 
 
 def test_a_keeper_prompt_too_big_for_the_model_searches_with_the_plain_message():
-    session, llm, retriever, out, err = session_with(["Kyoto was in June."], context_window=400)
+    session, llm, retriever, out, err = session_with(["Kyoto was in June."], context_window=300)
     turn = session.ask("When was I in Kyoto?")
     assert retriever.requests[0][0].query == "When was I in Kyoto?"
     assert len(llm.calls) == 1  # no keeper call: only the answer
-    assert "note: the document keeper's instructions do not fit the model's context of 400 tokens; " \
+    assert "note: the document keeper's instructions do not fit the model's context of 300 tokens; " \
            "searched with your message as written" in err.getvalue()
     assert "Kyoto was in June." in out.getvalue() and turn.answer == "Kyoto was in June."
 
