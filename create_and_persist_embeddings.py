@@ -793,6 +793,11 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     if not paths and not args.prune and not args.rebuild:
         raise settings.UserError(NOTHING_CONFIGURED)
 
+    if paths:
+        # Download the embedder (if missing) before the database is created or touched: a run
+        # that cannot get its model leaves the data folder as it was. Loading it comes later.
+        settings.fetch_models([(settings.get("EMBEDDING_MODEL", args.embedding_model), "EMBEDDING_MODEL",
+                                "embedding model")])
     with open_store(args.database_url, args.data_dir) as db:
         if not paths:  # only pruning or wiping: no model needed
             acquire_writer_lock(db, not args.no_wait, say)

@@ -58,7 +58,7 @@ class Embedder:
 
     def __init__(self, model_name: str, device: str | None = None, batch_size: int | None = None,
                  e5_prefixes: bool | None = None):
-        folder = settings.resolve_model_folder(model_name, "EMBEDDING_MODEL", "embedding model")
+        (folder,) = settings.fetch_models([(model_name, "EMBEDDING_MODEL", "embedding model")])
         self.name = model_name
         self.folder = str(folder)  # the model's identity in the index: one model however it is spelt
         self.device = pick_device(device)

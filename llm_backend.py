@@ -349,11 +349,11 @@ def load_llm(backend: str | None = None, model: str | None = None) -> ChatModel:
     """Load the chat model named by flag/LLM_MODEL on the flag/LLM_BACKEND backend.
 
     A model that is neither a folder nor in the Hugging Face cache while offline is a
-    UserError: "model X is not on this machine and the hub is unreachable; ...".
+    UserError that says why and what to do (see settings.download_failure).
     """
     backend = settings.llm_backend_name(backend)
     name = settings.llm_model_name(backend, model)
-    folder = settings.resolve_model_folder(name, "LLM_MODEL", "model")
+    (folder,) = settings.fetch_models([(name, "LLM_MODEL", "model")])
     settings.quiet_model_loading()
     if backend == "mlx":
         return MLXChatModel(folder, name)

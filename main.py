@@ -810,6 +810,20 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fetch_chat_models(args: argparse.Namespace, embedder: bool, llm: bool) -> None:
+    """Download whichever of the chat's two models is missing, before either loads; the hub is
+    switched off only once both are on disk (the embedder being cached must not stop the LLM's
+    first download)."""
+    models = []
+    if embedder:
+        models.append((settings.get("EMBEDDING_MODEL", args.embedding_model), "EMBEDDING_MODEL", "embedding model"))
+    if llm:
+        backend = settings.llm_backend_name(args.backend)
+        models.append((settings.llm_model_name(backend, args.model), "LLM_MODEL", "model"))
+    if models:
+        settings.fetch_models(models)
+
+
 def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retriever=None,
          stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run the chat. `llm`, `retriever` and the streams can be injected (tests)."""
@@ -832,17 +846,29 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
         print(f"warning: {typo}", file=stderr, flush=True)
 
     empty_index_hint = f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages"
-    # Load order: the store (fast, fails early), the embedder, then the LLM.
+    # Load order: the store (fast, fails early), the embedder, then the LLM; the empty-index
+    # hint comes before any model loads (on a fresh machine it is the first thing to do). Both
+    # models are downloaded, if missing, before either loads; an embedded database is created
+    # only once they are on disk, so a run that cannot get its models writes nothing.
     if retriever is None:
         import store as store_module
         from embedding_generator_multilingual import load_embedder
         from retrieve_related_content_from_db import EmptyIndexError, check_index
 
-        url = store_module.database_url(args.database_url, args.data_dir)
-        store = store_module.Store(url)
-        if store.count_chunks() == 0:
-            # Before any model loads: on a fresh machine this is the first thing to do.
+        external = settings.get("DATABASE_URL", args.database_url)
+        if external:
+            store = store_module.Store(external)
+            empty = store.count_chunks() == 0
+        else:
+            empty = not store_module.embedded_database_exists(settings.data_dir(args.data_dir))
+        if empty:
             print(empty_index_hint, file=stderr, flush=True)
+        fetch_chat_models(args, embedder=True, llm=llm is None)
+        url = external or store_module.database_url(None, args.data_dir)
+        if not external:
+            store = store_module.Store(url)
+            if not empty and store.count_chunks() == 0:
+                print(empty_index_hint, file=stderr, flush=True)
         embedder = load_embedder(args.embedding_model)
         retriever = StoreRetriever(url, embedder, store=store)
         try:
@@ -856,6 +882,7 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
                 print(empty_index_hint, file=stderr, flush=True)
         except DatabaseDown as err:
             print(f"warning: {err}", file=stderr, flush=True)
+        fetch_chat_models(args, embedder=False, llm=llm is None)
     if llm is None:
         from llm_backend import load_llm
 

@@ -6,6 +6,7 @@ written into `os.environ`, so the order above holds exactly.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
@@ -166,40 +167,69 @@ def quiet_model_loading() -> None:
     transformers_logging.disable_progress_bar()
 
 
+def hub_offline() -> bool:
+    """Whether the hub is switched off in this process (by the user, or by `mark_offline`)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def download_failure(name: str, setting: str, kind: str, err: BaseException) -> str:
+    """One line saying why downloading `name` failed and what to do: gated repository, not on
+    the hub, disk full, or no network (anything else the hub library raises)."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    seen, cause = set(), err
+    while cause is not None and id(cause) not in seen:  # the disk error may be wrapped
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return (f"{kind} {name} did not fit on disk (no space left in the Hugging Face cache); "
+                    "free some space, or point HF_HOME at a bigger disk, and run again")
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(err, GatedRepoError):
+        return (f"{kind} {name} is gated on the hub: accept its licence on https://huggingface.co/{name} "
+                f"and run `hf auth login`, or set {setting} to an ungated copy (e.g. mlx-community/Meta-Llama-3-8B-Instruct-4bit)")
+    if isinstance(err, (RepositoryNotFoundError, RevisionNotFoundError)):
+        return f"{kind} {name} was not found on the hub; check the spelling of {setting} (a hub id like owner/name, or a local folder)"
+    return (f"{kind} {name} is not on this machine and the hub is unreachable; "
+            f"connect to the network once to download it, or set {setting} to a local folder")
+
+
 def resolve_model_folder(name: str, setting: str, kind: str) -> Path:
     """Return a local folder holding model `name` (a folder path or a hub id).
 
-    A hub id already in the Hugging Face cache is used from there with the hub switched off.
-    Otherwise one download is attempted, unless HF_HUB_OFFLINE is set; failure is a UserError
-    with the fix. `kind` ("embedding model", "model") and `setting` only shape the message.
+    A hub id already in the Hugging Face cache is used from there. Otherwise it is downloaded
+    once (with the hub's progress bar), unless the hub is switched off; a failure is a
+    UserError that says why (see `download_failure`). Nothing here switches the hub off: a
+    process does that with `fetch_models` once every model it needs is on disk.
     """
     folder = Path(name).expanduser()
     if folder.is_dir():
-        mark_offline()
         return folder.resolve()
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
         raise UserError(f"{kind} folder {name} does not exist; set {setting} to a model folder or hub id")
-    unreachable = (
-        f"{kind} {name} is not on this machine and the hub is unreachable; "
-        f"download it once with network, or set {setting} to a local folder."
-    )
     from huggingface_hub import snapshot_download
 
     try:
-        cached = snapshot_download(name, local_files_only=True)
-        mark_offline()
-        return Path(cached)
+        return Path(snapshot_download(name, local_files_only=True))
     except Exception:
         pass
-    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True", "YES", "yes"):
-        raise UserError(unreachable)
-    print(f"note: downloading {name} once from the Hugging Face hub", file=sys.stderr)
+    if hub_offline():
+        raise UserError(
+            f"{kind} {name} is not on this machine and the hub is switched off (HF_HUB_OFFLINE); "
+            f"unset HF_HUB_OFFLINE once to download it, or set {setting} to a local folder")
+    print(f"note: downloading {name} once from the Hugging Face hub", file=sys.stderr, flush=True)
     try:
-        fetched = snapshot_download(name)
-    except Exception:
-        raise UserError(unreachable)
+        return Path(snapshot_download(name))
+    except Exception as err:  # the hub library's own errors, told apart in one line
+        raise UserError(download_failure(name, setting, kind, err))
+
+
+def fetch_models(models: list[tuple[str, str, str]]) -> list[Path]:
+    """Make sure every model of this process is on disk, downloading what is missing, each
+    once; only then switch the hub off for the rest of the process (loading a second model
+    must not find the hub closed by the first). `models` holds (name, setting, kind)."""
+    folders = [resolve_model_folder(name, setting, kind) for name, setting, kind in models]
     mark_offline()
-    return Path(fetched)
+    return folders
 
 
 def local_model_folder(name: str) -> Path | None:

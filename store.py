@@ -90,6 +90,11 @@ def _make_socket_dir_private(server, pgdata: Path) -> None:
     socket_dir.chmod(0o700)
 
 
+def embedded_database_exists(data_dir: Path) -> bool:
+    """Whether the embedded server's database was ever created in `data_dir` (without starting it)."""
+    return (data_dir / "pg" / "PG_VERSION").is_file()
+
+
 def embedded_database_url(data_dir: Path) -> str:
     """Start or join the embedded server for `data_dir` and return its socket URL."""
     pgdata = data_dir / "pg"

@@ -50,8 +50,8 @@ def test_missing_model_offline_is_one_clear_error(monkeypatch):
     with pytest.raises(settings.UserError) as err:
         Embedder("nobody/no-such-model-anywhere")
     assert str(err.value) == (
-        "embedding model nobody/no-such-model-anywhere is not on this machine and the hub is unreachable; "
-        "download it once with network, or set EMBEDDING_MODEL to a local folder."
+        "embedding model nobody/no-such-model-anywhere is not on this machine and the hub is switched off "
+        "(HF_HUB_OFFLINE); unset HF_HUB_OFFLINE once to download it, or set EMBEDDING_MODEL to a local folder"
     )
 
 

@@ -147,8 +147,8 @@ def test_missing_model_offline_is_a_clear_error(monkeypatch):
     with pytest.raises(settings.UserError) as err:
         load_llm("transformers", "nobody-here/no-such-model")
     assert str(err.value) == (
-        "model nobody-here/no-such-model is not on this machine and the hub is unreachable; "
-        "download it once with network, or set LLM_MODEL to a local folder."
+        "model nobody-here/no-such-model is not on this machine and the hub is switched off (HF_HUB_OFFLINE); "
+        "unset HF_HUB_OFFLINE once to download it, or set LLM_MODEL to a local folder"
     )
 
 
