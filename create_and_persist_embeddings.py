@@ -686,7 +686,9 @@ def list_index(store: "Store", source_prefix: str = "", as_json: bool = False, o
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 else:
                     one_line = content.replace("\\", "\\\\").replace("\n", "\\n")
-                    out.write(f"{source}\t{doc_id}\t{_span(started, ended)}\t{one_line}\n")
+                    # Other people's text goes to the terminal: no escape sequences in it.
+                    line = f"{source}\t{doc_id}\t{_span(started, ended)}\t{one_line}"
+                    out.write(settings.terminal_safe(line) + "\n")
     return count
 
 

@@ -163,7 +163,9 @@ def user_turn(text: str, hits: list["Hit"], neutralise: Callable[[str], str], dr
     """The current user message with its passages above it, untrusted text neutralised.
     `dropped` passages were found but left out for room (of a `window`-token context)."""
     if hits:
-        blocks = [f"{passage_header(i, h)}\n{neutralise(h.content.strip())}" for i, h in enumerate(hits, 1)]
+        # The header's source, chat name and people come from the user's data too.
+        blocks = [f"{neutralise(passage_header(i, h))}\n{neutralise(h.content.strip())}"
+                  for i, h in enumerate(hits, 1)]
         passages = PASSAGES_INTRO + "\n\n" + "\n\n".join(blocks)
     elif dropped:
         passages = PASSAGES_DID_NOT_FIT.format(count=dropped, window=window)
@@ -186,7 +188,7 @@ def source_list(hits: list["Hit"], found: int = 0) -> str:
         days = period_summary.passage_days([hits[n - 1] for n in group])
         marks = "".join(f"[{n}]" for n in group)
         parts.append(f"{marks} {source}" + (f" ({period_summary.day_range(*days)})" if days else ""))
-    return "sources: " + "; ".join(parts)
+    return "sources: " + settings.terminal_safe("; ".join(parts))  # chat names are other people's text
 
 
 def window_label(request: "SearchRequest") -> str:
@@ -618,7 +620,7 @@ class ChatSession:
             known = f"the last answer had passages 1 to {len(self.last_hits)}" if self.last_hits else "no passages yet"
             return f"no passage {number}: {known}"
         hit = self.last_hits[number - 1]
-        return f"{passage_header(number, hit)}\n{hit.content.strip()}"
+        return settings.terminal_safe(f"{passage_header(number, hit)}\n{hit.content.strip()}")
 
     def describe_sources(self) -> str:
         """The passages behind the last answer: score, source, date, people, first lines. For a
@@ -647,12 +649,14 @@ class ChatSession:
             lines.append(f"note: {self.last_removed} citation marker{'s' if self.last_removed != 1 else ''} "
                          "pointed to no passage and were removed from the answer")
         for number, hit in enumerate(self.last_hits, 1):
-            header = passage_header(number, hit).split(" ", 1)[1]
+            # Chat names, senders and messages are other people's text: no terminal control.
+            header = settings.terminal_safe(passage_header(number, hit).split(" ", 1)[1])
             if self.last_summary is not None:  # read in time order, not ranked: no score
                 lines.append(f"{number:2d}. {header}")
                 continue
             lines.append(f"{number:2d}. {hit.score:.3f}  {header}")
-            first = [line.strip() for line in hit.content.splitlines() if line.strip()][:2]
+            content = settings.terminal_safe(hit.content)
+            first = [line.strip() for line in content.splitlines() if line.strip()][:2]
             lines.extend(f"      {line[:160]}" for line in first)
         lines.append("(/sources N shows passage N in full)")
         return "\n".join(lines)

@@ -501,9 +501,10 @@ def format_hit(rank: int, hit: Hit, lines: int = 3) -> str:
         start = hit.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
         end = hit.ended_at.astimezone().strftime("%Y-%m-%d %H:%M") if hit.ended_at else start
         span = f"  {start}" + (f" .. {end}" if end != start else "")
-    text = [line for line in hit.content.splitlines() if line.strip()][:lines]
+    # Other people's text (chat names, messages) reaches the terminal: no escape sequences.
+    text = [line for line in settings.terminal_safe(hit.content).splitlines() if line.strip()][:lines]
     body = "\n".join(f"    {line[:200]}" for line in text)
-    return f"{rank:2d}. {hit.score:.3f}  {hit.source}{span}\n{body}"
+    return f"{rank:2d}. {hit.score:.3f}  {settings.terminal_safe(hit.source)}{span}\n{body}"
 
 
 def _result_json(result: SearchResult) -> list[dict]:

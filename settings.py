@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable
@@ -268,6 +269,25 @@ def ingest_hint(*args: str) -> str:
     when no flags are needed."""
     command = f"`{command_for('create_and_persist_embeddings.py', *args)}`"
     return command if args else f"{command} (or `make ingest`)"
+
+
+# Terminal control in other people's text (a chat name, a message): escape sequences (CSI such as
+# colours and cursor moves, OSC such as window titles and hyperlinks, other ESC pairs), then any
+# control character left but newline and tab (8-bit C1 controls included).
+_TERMINAL_CONTROL = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST
+    r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"  # CSI (7- and 8-bit)
+    r"|\x1b[ -/]*[0-~]?"  # other escapes
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def terminal_safe(text: str) -> str:
+    """`text` without terminal escape sequences or control characters (newlines and tabs stay),
+    for printing what other people wrote: `terminal_safe("hi\\x1b[2J")` == "hi"."""
+    if not text:
+        return text
+    return _TERMINAL_CONTROL.sub("", text)
 
 
 def warn(message: str) -> None:

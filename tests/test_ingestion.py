@@ -516,6 +516,27 @@ def test_list_shows_every_chunk_and_forget_deletes_a_source_prefix(database_url,
     assert len(recorder.texts) == 2
 
 
+def test_other_peoples_terminal_escapes_never_reach_the_terminal(database_url, embedder, embedding_model_path):
+    import main
+    import retrieve_related_content_from_db as retrieval
+
+    # A contact who named the group with a window-title sequence and writes screen clears.
+    name = "\x1b]0;pwned\x07Mallory\x1b[2J"
+    run(database_url, embedder, {"whatsapp": [chat(name, ["Mallory: the \x1b[31mkeys\x1b[0m are \x9b2Jhere\r"])]})
+    listed, _ = run_main(["--list", "--database-url", database_url])
+    found = io.StringIO()
+    with redirect_stdout(found):
+        retrieval.main(["keys", "--database-url", database_url, "--embedding-model", embedding_model_path])
+    assert "keys" in found.getvalue()
+    with store.Store(database_url) as db:
+        hits = retrieval.search(db, embedder, retrieval.SearchRequest("keys")).hits
+    session = main.ChatSession(llm=None, retriever=None, persona=main.resolve_persona())
+    session.last_hits, session.last_request = hits, retrieval.SearchRequest("keys")
+    for printed in (listed, found.getvalue(), session.describe_sources(), main.source_list(hits)):
+        assert "Mallory" in printed
+        assert not any(c in printed for c in "\x1b\x07\x9b\r"), repr(printed)
+
+
 def test_rebuild_alone_empties_the_index_and_forget_needs_a_prefix(database_url, embedder):
     run(database_url, embedder, {"obsidian": vault(2)})
     with pytest.raises(settings.UserError, match="non-empty source prefix"):
