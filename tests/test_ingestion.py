@@ -532,7 +532,8 @@ def test_other_peoples_terminal_escapes_never_reach_the_terminal(database_url, e
         hits = retrieval.search(db, embedder, retrieval.SearchRequest("keys")).hits
     session = main.ChatSession(llm=None, retriever=None, persona=main.resolve_persona())
     session.last_hits, session.last_request = hits, retrieval.SearchRequest("keys")
-    for printed in (listed, found.getvalue(), session.describe_sources(), main.source_list(hits)):
+    for printed in (listed, found.getvalue(), session.describe_sources(), session.describe_passage("1"),
+                    main.source_list(hits)):
         assert "Mallory" in printed
         assert not any(c in printed for c in "\x1b\x07\x9b\r"), repr(printed)
 
