@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -41,6 +42,13 @@ class Chunk:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     metadata: dict = field(default_factory=dict)  # anything else (aliases, message ids, date origin)
+
+    @property
+    def text_hash(self) -> str:
+        """Hash of the embedded text alone: equal texts have equal vectors, whichever note or chat
+        they are in, so a moved note reuses its vectors. Matches the store's SQL backfill
+        (`text_hash_sql`): the text as stored, without NUL characters."""
+        return hashlib.sha256(self.text.replace("\x00", "").encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
     @property
     def content_hash(self) -> str:
@@ -86,6 +94,12 @@ def unreadable_file(source_kind: str, path: str, doc_id: str = "") -> Document:
     """The Document a parser yields for a file it had to skip (see `Document.unreadable`)."""
     return Document(doc_id=doc_id, source_kind=source_kind, fingerprint="", make_chunks=list,
                     paths=(path,), unreadable=True)
+
+
+def local_zone() -> str:
+    """The machine's time zone as a fingerprint part: a parser that turns times into local dates
+    re-indexes when it changes (both names, so a DST switch does not count)."""
+    return f"{time.tzname}{time.timezone}"
 
 
 def fingerprint(*parts: str | bytes) -> str:

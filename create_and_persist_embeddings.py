@@ -81,6 +81,7 @@ class Summary:
     documents_missing: int = 0  # gone from a source that suddenly looks empty: kept, with a warning
     chunks_total: int = 0  # chunks in the index after the run
     chunks_embedded: int = 0
+    chunks_reused: int = 0  # written with the stored vector of the same text (a moved note)
     chunks_deleted: int = 0
     seconds: float = 0.0
     chunks_per_second: float = 0.0
@@ -101,7 +102,9 @@ class Summary:
             + f"; {self.documents_deleted} removed"
             + (f", {self.documents_missing} missing but kept" if self.documents_missing else "")
             + "); "
-            f"{self.chunks_embedded} chunks embedded, {self.chunks_deleted} deleted, "
+            f"{self.chunks_embedded} chunks embedded, "
+            + (f"{self.chunks_reused} reused, " if self.chunks_reused else "")
+            + f"{self.chunks_deleted} deleted, "
             f"{self.chunks_total} in the index; {self.seconds:.1f} s"
             + (f" ({self.chunks_per_second:.1f} chunks/s)" if self.chunks_embedded else "")
         )
@@ -237,6 +240,7 @@ class _Item:
     chunk_count: int = 0
     stale: set[str] = field(default_factory=set)
     vanished: list[str] = field(default_factory=list)  # doc ids to delete
+    reused: list[tuple[Chunk, object]] = field(default_factory=list)  # new chunks with a stored vector
 
 
 _DONE = object()
@@ -363,6 +367,10 @@ class _Pipeline:
                     store.copy_chunks(item.chunks, vectors)
                     summary.chunks_embedded += len(item.chunks)
                     pending_chunks += len(item.chunks)
+                if item.reused:
+                    store.copy_chunks([chunk for chunk, _ in item.reused], [vector for _, vector in item.reused])
+                    summary.chunks_reused += len(item.reused)
+                    pending_chunks += len(item.reused)
                 if item.document is not None:
                     doc = item.document
                     summary.chunks_deleted += store.delete_chunks(doc.doc_id, item.stale)
@@ -448,11 +456,13 @@ class _Pipeline:
             old = reader.stored_hashes(doc_id)
             fresh = [chunk for chunk in chunks if chunk.content_hash not in old]
             stale = old - {chunk.content_hash for chunk in chunks}
+            fresh, reused = split_known_vectors(fresh, reader)
             self.progress.queued(name, len(fresh))
             pieces = [fresh[i:i + self.embed_group] for i in range(0, len(fresh), self.embed_group)] or [[]]
             for piece in pieces[:-1]:
                 _put(self.to_embed, _Item(name, doc_id, piece), self.stop)
-            _put(self.to_embed, _Item(name, doc_id, pieces[-1], document, len(chunks), stale), self.stop)
+            _put(self.to_embed, _Item(name, doc_id, pieces[-1], document, len(chunks), stale, reused=reused),
+                 self.stop)
         # The source was read to its end: whatever it no longer yields is gone from it.
         vanished = sorted(doc_id for doc_id in set(stored) - seen if not from_unreadable_file(doc_id))
         kept_unseen = len(set(stored) - seen) - len(vanished)  # stored from a file unreadable now
@@ -485,6 +495,16 @@ class _Pipeline:
                 thread.join(timeout=_POLL_SECONDS)
         if self.errors and not failed:
             raise self.errors[0]
+
+
+def split_known_vectors(chunks: list[Chunk], reader: "Store") -> tuple[list[Chunk], list[tuple[Chunk, object]]]:
+    """(chunks to embed, [(chunk, stored vector)]): a text already stored anywhere in the index
+    (a note moved to another folder, a passage whose tags changed) takes its stored vector."""
+    known = reader.vectors_by_text(chunk.text_hash for chunk in chunks) if chunks else {}
+    if not known:
+        return chunks, []
+    to_embed = [chunk for chunk in chunks if chunk.text_hash not in known]
+    return to_embed, [(chunk, known[chunk.text_hash]) for chunk in chunks if chunk.text_hash in known]
 
 
 def looks_lost(stored: int, yielded: int, vanished: int) -> bool:
@@ -556,12 +576,13 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
         progress.close()
 
     summary.chunks_total = store.count_chunks()
-    rows_before = summary.chunks_total - summary.chunks_embedded + summary.chunks_deleted
+    written = summary.chunks_embedded + summary.chunks_reused
+    rows_before = summary.chunks_total - written + summary.chunks_deleted
     began = time.perf_counter()
     if bulk or not store.vector_index_exists():
         store.ensure_vector_index()  # also ANALYZEs
         summary.vector_index_rebuilt = True
-    elif summary.chunks_embedded + summary.chunks_deleted > ANALYZE_FRACTION * max(rows_before, 1):
+    elif written + summary.chunks_deleted > ANALYZE_FRACTION * max(rows_before, 1):
         store.conn.execute("ANALYZE chunks")
         store.conn.commit()
     summary.index_seconds = round(time.perf_counter() - began, 3)

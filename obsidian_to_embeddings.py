@@ -1154,7 +1154,8 @@ def iter_documents(vault: Path, count_tokens: Callable[[str], int], max_tokens: 
         yield Document(
             doc_id="obsidian:" + rel,
             source_kind=chunking.NOTES,
-            fingerprint=chunking.fingerprint(raw, PARSER_VERSION, str(max_tokens)),
+            # Dates from daily-note names and mtimes are local: the zone is part of the note.
+            fingerprint=chunking.fingerprint(raw, PARSER_VERSION, str(max_tokens), chunking.local_zone()),
             make_chunks=functools.partial(_make_chunks, path, rel, count_tokens, max_tokens, max_note_bytes, warn),
             paths=(str(path),),
         )

@@ -33,12 +33,12 @@ REBUILD_SCHEMA = "personal_llm_rebuild"
 INDEX_TABLES = ("chunks", "documents", "index_meta")
 
 CHUNK_COLUMNS = (
-    "doc_id", "source_kind", "source", "content_hash", "content", "title", "heading",
+    "doc_id", "source_kind", "source", "content_hash", "text_hash", "content", "title", "heading",
     "chat_name", "chat_id", "people", "people_folded", "tags", "started_at", "ended_at",
     "metadata", "search_text", "embedding",
 )
 CHUNK_COPY_TYPES = (
-    "text", "text", "text", "text", "text", "text", "text",
+    "text", "text", "text", "text", "text", "text", "text", "text",
     "text", "text", "text[]", "text[]", "text[]", "timestamptz", "timestamptz",
     "jsonb", "text", "vector",
 )
@@ -298,6 +298,7 @@ class Store:
                 source_kind text NOT NULL,
                 source text NOT NULL,
                 content_hash text NOT NULL,
+                text_hash text,
                 content text NOT NULL,
                 title text,
                 heading text,
@@ -323,6 +324,8 @@ class Store:
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv)")
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_time ON chunks (started_at, ended_at)")
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_people ON chunks USING gin (people_folded)")
+        _migrate_text_hash(cur)
+        cur.execute("CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks (text_hash)")
 
     def drop_all(self) -> None:
         """Remove the whole index (tables and meta); the next ensure_schema starts fresh."""
@@ -456,6 +459,21 @@ class Store:
         rows = self.conn.execute("SELECT content_hash FROM chunks WHERE doc_id = %s", (doc_id,)).fetchall()
         return {r[0] for r in rows}
 
+    def vectors_by_text(self, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """text hash -> a stored vector of that text (any document), for those stored: a moved
+        note or a re-tagged passage needs no embedding."""
+        text_hashes = list(set(text_hashes))
+        if not text_hashes:
+            return {}
+        self._register_vector()
+        rows = self.conn.execute(
+            "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM chunks WHERE text_hash = ANY(%s)",
+            (text_hashes,),
+        ).fetchall()
+        self.conn.commit()
+        return {digest: np.asarray(getattr(vector, "to_numpy", lambda: vector)(), dtype=np.float32)
+                for digest, vector in rows}
+
     def delete_chunks(self, doc_id: str, hashes: Iterable[str]) -> int:
         """Delete the given chunks of one document."""
         hashes = list(hashes)
@@ -528,6 +546,21 @@ class Store:
         return hits
 
 
+# Chunk.text_hash in SQL, over the stored text (which is the chunk's text without NULs).
+TEXT_HASH_SQL = "left(encode(sha256(convert_to(content, 'UTF8')), 'hex'), 32)"
+
+
+def _migrate_text_hash(cur) -> None:
+    """An index from before text hashes: add the column and fill it from the stored texts, in
+    place (one pass over the table, once), so moved notes reuse vectors from the first run."""
+    missing = not cur.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('%I.%I', current_schema(), 'chunks')) "
+        "AND attname = 'text_hash' AND NOT attisdropped").fetchone()
+    if missing:
+        cur.execute("ALTER TABLE chunks ADD COLUMN text_hash text")
+        cur.execute(f"UPDATE chunks SET text_hash = {TEXT_HASH_SQL}")
+
+
 def _migrate_document_paths(cur) -> None:
     """An index from before paths were arrays has one `path` text of ", "-joined files: split it
     (only after a file extension, so "WhatsApp Chat with Ana, Rui.txt" stays one file) into
@@ -571,7 +604,7 @@ def chunk_row(chunk: Chunk, vector: np.ndarray) -> list:
 
     search_text = fold_text(" ".join(filter(None, [chunk.text, chunk.chat_name, *chunk.people])))
     return [
-        chunk.doc_id, chunk.source_kind, chunk.source, chunk.content_hash, _no_nul(chunk.text),
+        chunk.doc_id, chunk.source_kind, chunk.source, chunk.content_hash, chunk.text_hash, _no_nul(chunk.text),
         _no_nul(chunk.title), _no_nul(chunk.heading), _no_nul(chunk.chat_name), _no_nul(chunk.chat_id),
         [_no_nul(p) for p in chunk.people], [fold_text(_no_nul(p)) for p in chunk.people],
         [_no_nul(t) for t in chunk.tags], _aware(chunk.started_at), _aware(chunk.ended_at),

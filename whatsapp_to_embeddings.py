@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import re
-import time
 import unicodedata
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -617,9 +616,8 @@ def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto
 
 def _chat_fingerprint(chat: Chat, max_tokens: int) -> str:
     rows = "\n".join(f"{m.time.isoformat()}\x1f{_speaker(m)}\x1f{m.msg_id}\x1f{m.text}" for m in chat.messages)
-    # Lines show local time, so the machine's zone is part of it (both names: DST must not count).
-    zone = f"{time.tzname}{time.timezone}"
-    return chunking.fingerprint(PARSER_VERSION, str(max_tokens), str(DEFAULT_SESSION_GAP), zone,
+    # Lines show local time, so the machine's zone is part of it.
+    return chunking.fingerprint(PARSER_VERSION, str(max_tokens), str(DEFAULT_SESSION_GAP), chunking.local_zone(),
                                 chat.name, str(chat.is_group), rows)
 
 

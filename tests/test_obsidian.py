@@ -178,7 +178,8 @@ def test_documents_are_cheap_and_fingerprinted(tmp_path):
     first = list(obsidian.iter_documents(tmp_path, counting, 100))
     assert calls == []  # no parsing or counting until make_chunks
     assert first[0].paths == (str(path.absolute()),)
-    assert first[0].fingerprint == chunking.fingerprint(b"some text here", obsidian.PARSER_VERSION, "100")
+    assert first[0].fingerprint == chunking.fingerprint(b"some text here", obsidian.PARSER_VERSION, "100",
+                                                         chunking.local_zone())
     again = list(obsidian.iter_documents(tmp_path, counting, 100))[0].fingerprint
     other_budget = list(obsidian.iter_documents(tmp_path, counting, 120))[0].fingerprint
     path.write_text("some text changed")
