@@ -287,9 +287,13 @@ def load_exporter_json(path: Path, contacts: ContactBook, warn: Callable[[str], 
 def load_txt_chat(text: str, source: str, chat_name: str | None, contacts: ContactBook,
                   date_order: str = "auto", warn: Callable[[str], None] = settings.warn) -> Chat | None:
     """One chat from the text of an in-app export; not an export -> warning and None."""
-    messages = parse_txt_export(text, date_order, on_problem=lambda problem: warn(f"{source}: {problem}"))
+    problems: list[str] = []
+    messages = parse_txt_export(text, date_order, on_problem=problems.append, chat_name=chat_name)
+    for problem in problems:
+        warn(f"{source}: {problem}" + ("; file skipped" if not messages else ""))
     if not messages:
-        warn(f"{source}: no WhatsApp messages found (not an in-app 'Export chat' file?); file skipped")
+        if not problems:  # a layout problem already named the file and a sample line
+            warn(f"{source}: no WhatsApp messages found (not an in-app 'Export chat' file?); file skipped")
         return None
     for message in messages:
         if message.author and _looks_like_number(message.author):

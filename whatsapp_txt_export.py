@@ -4,6 +4,30 @@
     parse_txt_export("26/06/2021, 10:15 - Maria: Hi\\nsecond line")
     -> [Message(time=datetime(2021, 6, 26, 10, 15), author="Maria", text="Hi\\nsecond line")]
 
+Header layouts read (HEADER_LAYOUTS; U+202F/U+00A0 spaces and U+200E/U+200F marks allowed):
+
+    layout                                      example
+    Android day-first, 4-digit year             26/06/2021, 10:15 - Maria: hi
+    Android day-first, 2-digit year             26/06/21, 10:15 - Maria: hi
+    Android month-first, 12 h                   6/26/21, 10:15 PM - Maria: hi
+    Android 12 h with a. m./p. m. (es, pt)      26/06/2021, 10:15 p. m. - Maria: hi
+    Android dotted date (de, ru, tr, pl)        26.06.21, 10:15 - Maria: hi
+    Android dashed date, no comma (nl)          26-06-2021 10:15 - Maria: hi
+    Android year-first (sv, zh, ja)             2021-06-26 10:15 - Maria: hi   (also 2021/06/26)
+    Android dot time (fi, id, da)               26/06/2021, 10.15 - Maria: hi
+    Android Finnish 'klo' with seconds          13.6.2018 klo 21.25.15 - Mika: hi
+    colon after the time                        13.06.18 21.25.15: Laura: hi
+    Android 12 h marker first (ko, zh)          2021. 6. 26. 오후 10:15 - Maria: hi  (上午/下午, 午前/午後)
+    Android Arabic digits and comma             ٢٦/٠٦/٢٠٢١، ١٠:١٥ م - Maria: hi
+    iOS bracketed, day-first                    [26/06/2021, 10:15:03] Maria: hi
+    iOS bracketed, month-first 12 h             \u200e[6/26/21, 10:15:03\u202fPM] Maria: hi
+    iOS bracketed, dotted date and dot time     [26.06.21, 10.15.03] Maria: hi
+    iOS bracketed, year-first                   [2021/06/26 10:15:03] Maria: hi
+
+The layout most header lines share is the file's; a line in another layout, or an authorless one
+dated before the message above, is text quoted inside that message. Media placeholders, attachment
+lines and system rows are recognised in every language of whatsapp_locales.LANGUAGES.
+
 Times are naive local wall-clock (that is all the export holds). Day-first versus month-first is
 decided over the whole file: a first field > 12 means day-first, a second field > 12 month-first;
 when no field settles it, the order that keeps the messages chronological wins, and a tie falls
@@ -13,10 +37,16 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Callable
+
+from whatsapp_locales import (
+    ANDROID_MEDIA_FILE, ATTACHED_ANDROID, ATTACHED_IOS, DOCUMENT_OMITTED_TAIL, EDITED_SUFFIX, is_system_line,
+    is_system_text, media_kind_of_placeholder,
+)
 
 DATE_ORDERS = ("auto", "dayfirst", "monthfirst")
 DEFAULT_AMBIGUOUS_ORDER = "dayfirst"
@@ -27,65 +57,49 @@ MAX_AUTHOR_CHARS = 80
 # Bidirectional marks WhatsApp sprinkles around names, times and system lines.
 _BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _STRIP_BIDI = str.maketrans("", "", _BIDI)
+_MARK = "[\u200e\u200f]?"  # Arabic and Hebrew exports put a mark after each number
 _HEADER = re.compile(
-    r"^(?P<open>\[)?"
-    r"(?P<d1>\d{1,4})[./-](?P<d2>\d{1,2})[./-](?P<d3>\d{1,4})\.?,?\s"
-    r"(?P<hour>\d{1,2})[:.](?P<minute>\d{2})(?:[:.](?P<second>\d{2}))?"
-    r"(?:\s?(?P<ampm>[ap])\.?\s?m\.?)?"
-    r"(?(open)\]\s?|\s[-\u2013]\s)"
+    rf"^{_MARK}(?P<open>\[)?{_MARK}"
+    rf"(?P<d1>\d{{1,4}}){_MARK}(?P<dsep>[./-])\s?(?P<d2>\d{{1,2}}){_MARK}(?P=dsep)\s?(?P<d3>\d{{1,4}}){_MARK}\.?"
+    rf"(?P<comma>[,،])?{_MARK}\s(?P<klo>klo\s)?"
+    r"(?:(?P<pre>오전|오후|上午|下午|午前|午後)\s?)?"
+    rf"(?P<hour>\d{{1,2}})(?P<tsep>[:.])(?P<minute>\d{{2}})(?:(?P=tsep)(?P<second>\d{{2}}))?{_MARK}"
+    r"(?:\s?(?P<ampm>[ap]\.?\s?m\.?|ص|م)(?![^\W\d_]))?"
+    r"(?(open)\]\s?|(?P<after>\s[-\u2013]\s|:\s))"
     r"(?P<rest>.*)$",
     re.IGNORECASE,
 )
+_PM_MARKERS = ("p", "오후", "下午", "午後", "م")
 
-# Lines that are events, not somebody speaking (checked on the author part or the whole line).
-_SYSTEM_PHRASES = re.compile(
-    r"end-to-end encrypted|security code|changed the subject|changed this group|changed the group"
-    r"|created group|created this group| added | added$|^added | left$| removed |joined using"
-    r"|changed their phone number|changed to \+|now an admin|no longer an admin|disappearing messages"
-    r"|deleted this group|pinned a message|started a call|was added|were added|changed the settings"
-    r"|criptografia de ponta|cifrado de extremo|ende-zu-ende",
-    re.IGNORECASE,
+# The layouts _HEADER reads, as documented in the module docstring and README (tests parse each).
+HEADER_LAYOUTS: tuple[tuple[str, str], ...] = (
+    ("Android day-first, 4-digit year", "26/06/2021, 10:15 - Maria: hi"),
+    ("Android day-first, 2-digit year", "26/06/21, 10:15 - Maria: hi"),
+    ("Android month-first, 12 h", "6/26/21, 10:15 PM - Maria: hi"),
+    ("Android 12 h with a. m./p. m. (es, pt)", "26/06/2021, 10:15 p. m. - Maria: hi"),
+    ("Android dotted date (de, ru, tr, pl)", "26.06.21, 10:15 - Maria: hi"),
+    ("Android dashed date, no comma (nl)", "26-06-2021 10:15 - Maria: hi"),
+    ("Android year-first (sv, zh, ja)", "2021-06-26 10:15 - Maria: hi"),
+    ("Android dot time (fi, id, da)", "26/06/2021, 10.15 - Maria: hi"),
+    ("Android Finnish 'klo' with seconds", "13.6.2018 klo 21.25.15 - Mika: hi"),
+    ("colon after the time", "13.06.18 21.25.15: Laura: hi"),
+    ("Android 12 h marker first (ko, zh)", "2021. 6. 26. 오후 10:15 - Maria: hi"),
+    ("Android Arabic digits and comma", "\u0662\u0666/\u0660\u0666/\u0662\u0660\u0662\u0661\u060c "
+                                        "\u0661\u0660:\u0661\u0665 \u0645 - Maria: hi"),
+    ("iOS bracketed, day-first", "[26/06/2021, 10:15:03] Maria: hi"),
+    ("iOS bracketed, month-first 12 h (U+202F, U+200E)", "\u200e[6/26/21, 10:15:03\u202fPM] Maria: hi"),
+    ("iOS bracketed, dotted date and dot time", "[26.06.21, 10.15.03] Maria: hi"),
+    ("iOS bracketed, year-first", "[2021/06/26 10:15:03] Maria: hi"),
 )
-_DELETED = {
-    "this message was deleted", "you deleted this message", "message deleted", "null",
-    "esta mensagem foi apagada", "mensagem apagada", "você apagou esta mensagem",
-    "se eliminó este mensaje", "eliminaste este mensaje", "diese nachricht wurde gelöscht",
-    "du hast diese nachricht gelöscht", "ce message a été supprimé", "vous avez supprimé ce message",
-    "missed voice call", "missed video call", "waiting for this message. this may take a while.",
-}
-_DELETED_FOLDED = {d.rstrip(".") for d in _DELETED}
-_EDITED_SUFFIX = re.compile(r"\s*<(?:this message was edited|mensagem editada|se editó este mensaje|"
-                            r"bearbeitet|message modifié)>\s*$", re.IGNORECASE)
 
-# Media placeholders: "<Media omitted>", "image omitted", "<attached: x.jpg>", "x.jpg (file attached)".
-_MEDIA_OMITTED_ANDROID = re.compile(
-    r"^<(?:media omitted|multimedia omitido|m[ií]dia oculta|medien ausgeschlossen|m[ée]dias? omis"
-    r"|media weggelaten|media omessi|medya dahil edilmedi)>$",
-    re.IGNORECASE,
-)
-_MEDIA_OMITTED_IOS = re.compile(
-    r"^(?P<kind>image|video|audio|sticker|gif|document|contact card|imagen|imagem|v[ií]deo|bild"
-    r"|documento|dokument|figurinha|sticker)\s+(?:omitted|omitida|omitido|ocultad[oa]|weggelassen|omis)$",
-    re.IGNORECASE,
-)
-_ATTACHED_IOS = re.compile(r"<attached: (?P<file>[^<>]+)>", re.IGNORECASE)
-_ATTACHED_ANDROID = re.compile(
-    r"^(?P<file>\S[^\n]*?\.\w{2,5}) \((?:file attached|archivo adjunto|arquivo anexado|datei angehängt"
-    r"|fichier joint|bestand bijgevoegd|file allegato)\)",
-    re.IGNORECASE,
-)
-_KIND_WORDS = {
-    "image": "photo", "imagen": "photo", "imagem": "photo", "bild": "photo", "video": "video",
-    "vídeo": "video", "vídeo": "video", "audio": "audio", "sticker": "sticker", "figurinha": "sticker",
-    "gif": "gif", "document": "document", "documento": "document", "dokument": "document",
-    "contact card": "contact",
-}
 _KIND_BY_EXTENSION = {
     "jpg": "photo", "jpeg": "photo", "png": "photo", "heic": "photo", "gif": "gif", "webp": "sticker",
     "mp4": "video", "mov": "video", "3gp": "video", "opus": "audio", "ogg": "audio", "m4a": "audio",
     "mp3": "audio", "aac": "audio", "amr": "audio", "vcf": "contact",
 }
 _KIND_BY_IOS_NAME = {"PHOTO": "photo", "VIDEO": "video", "AUDIO": "audio", "STICKER": "sticker", "GIF": "gif"}
+# Android names its media IMG-…, VID-…; a name cut to its extension still tells the kind.
+_KIND_BY_ANDROID_PREFIX = {"IMG": "photo", "VID": "video", "AUD": "audio", "PTT": "audio", "STK": "sticker"}
 
 
 @dataclass
@@ -110,7 +124,12 @@ def media_kind_of_file(name: str) -> str:
         if f"-{marker}-" in name.upper():
             return kind
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return _KIND_BY_EXTENSION.get(extension, "document" if extension else "file")
+    if extension in _KIND_BY_EXTENSION:
+        return _KIND_BY_EXTENSION[extension]
+    prefix = name.strip()[:3].upper()
+    if name.strip()[3:4] == "-" and prefix in _KIND_BY_ANDROID_PREFIX:
+        return _KIND_BY_ANDROID_PREFIX[prefix]
+    return "document" if extension or prefix == "DOC" else "file"
 
 
 def render_media(kind: str, caption: str | None) -> str:
@@ -119,31 +138,35 @@ def render_media(kind: str, caption: str | None) -> str:
     return f"[{kind}] {caption}" if caption else f"[{kind}]"
 
 
-def clean_body(body: str) -> str | None:
-    """Turn a message body into the text to embed; None for deleted messages and system rows."""
+def clean_body(body: str, sender: str | None = None, chat_name: str | None = None) -> str | None:
+    """Turn a message body into the text to embed: media placeholders of any app language become
+    `[photo] caption`; None for deleted messages and system rows (see whatsapp_locales).
+
+    `sender` and `chat_name` let short group events ("Anna left") count as system rows when an
+    export files them under the chat's own name or a "System" sender."""
     system_hint = body[:1] in _BIDI  # iOS starts system rows (and media placeholders) with U+200E
-    body = _EDITED_SUFFIX.sub("", body.translate(_STRIP_BIDI)).strip()
+    body = EDITED_SUFFIX.sub("", body.translate(_STRIP_BIDI)).strip()
     first, _, after = body.partition("\n")
     first = first.strip()
-    if _MEDIA_OMITTED_ANDROID.match(first):
-        return render_media("media", after)
-    omitted = _MEDIA_OMITTED_IOS.match(first)
-    if omitted:
-        return render_media(_KIND_WORDS.get(omitted["kind"].lower(), "media"), after)
-    attached = _ATTACHED_IOS.search(body)
+    kind = media_kind_of_placeholder(first)
+    if kind:
+        return render_media(kind, after)
+    attached = ATTACHED_IOS.search(body)
     if attached:
         caption = (body[: attached.start()] + " " + body[attached.end():]).strip()
         return render_media(media_kind_of_file(attached["file"]), caption)
-    attached = _ATTACHED_ANDROID.match(first)
+    attached = ATTACHED_ANDROID.match(first) or ANDROID_MEDIA_FILE.match(first)
     if attached:
         caption = (first[attached.end():] + "\n" + after).strip()
         return render_media(media_kind_of_file(attached["file"]), caption)
-    if not body or body.rstrip(".").casefold() in _DELETED_FOLDED:
+    if DOCUMENT_OMITTED_TAIL.search(first):
+        # iOS: "Lease.pdf • 3 pages document omitted": the name is the file's, not a caption.
+        return render_media("document", after)
+    if not body or is_system_text(body, sender, chat_name):
         return None
     if system_hint:
         return None
     return body
-
 
 
 def _year(field: str) -> int:
@@ -160,14 +183,22 @@ def _parse_time(header: re.Match, dayfirst: bool) -> datetime | None:
     else:
         month, day, year = int(d1), int(d2), _year(d3)
     hour = int(header["hour"])
-    if header["ampm"]:
+    marker = header["ampm"] or header["pre"]
+    if marker:
         if hour > 12:
             return None
-        hour = hour % 12 + (12 if header["ampm"].lower() == "p" else 0)
+        hour = hour % 12 + (12 if marker.lower().startswith(_PM_MARKERS) else 0)
     try:
         return datetime(year, month, day, hour, int(header["minute"]), int(header["second"] or 0))
     except ValueError:
         return None
+
+
+def _layout_of(header: re.Match) -> tuple:
+    """What stays the same on every header line of one export: brackets, date and time separators,
+    year first or last, "klo". A line quoting a date in another layout is not a header."""
+    return (bool(header["open"]), header["dsep"], len(header["d1"]) == 4, bool(header["klo"]), header["tsep"],
+            (header["after"] or "").strip().replace("\u2013", "-"))
 
 
 def decide_date_order(headers: list[re.Match], date_order: str = "auto") -> tuple[bool, str | None]:
@@ -197,6 +228,11 @@ def decide_date_order(headers: list[re.Match], date_order: str = "auto") -> tupl
     return by_day < by_month, None
 
 
+def _unbalanced_quotes(text: str) -> bool:
+    return any(text.count(a) != text.count(b) for a, b in (("“", "”"), ("„", "“"), ("«", "»"), ("「", "」"))) \
+        or text.count('"') % 2 == 1
+
+
 def _split_author(rest: str) -> tuple[str | None, str]:
     """("Maria", "body") for an authored line, (None, line) for a system line."""
     cut = rest.find(": ")
@@ -205,25 +241,44 @@ def _split_author(rest: str) -> tuple[str | None, str]:
     if cut <= 0:
         return None, rest
     author = rest[:cut].translate(_STRIP_BIDI).strip()
-    if not author or len(author) > MAX_AUTHOR_CHARS or _SYSTEM_PHRASES.search(author):
+    # A quote opened before the colon and closed after it: `X changed the subject from "a: b" to "c"`.
+    if not author or len(author) > MAX_AUTHOR_CHARS or _unbalanced_quotes(author) \
+            or is_system_line(rest.translate(_STRIP_BIDI)):
         return None, rest
     return author, rest[cut + 2:] if cut + 1 < len(rest) else ""
 
 
 def parse_txt_export(text: str, date_order: str = "auto",
-                     on_problem: Callable[[str], None] | None = None) -> list[Message]:
+                     on_problem: Callable[[str], None] | None = None,
+                     chat_name: str | None = None) -> list[Message]:
     """Messages of one exported chat, in file order; system rows and deleted messages dropped.
 
-    Continuation lines (and blank lines) belong to the message above. Lines whose date cannot
-    exist are dropped with one problem report; `on_problem` receives one-line descriptions.
+    Continuation lines (and blank lines) belong to the message above, and so does a line that
+    only looks like a header: one in another layout than the file's, or an authorless one dated
+    before the message above (a quoted date). Lines whose date cannot exist are dropped with one
+    problem report; a file with no header in any known layout gets one report with a sample line.
+    `on_problem` receives one-line descriptions; `chat_name` helps spot system rows filed under it.
     """
     if date_order not in DATE_ORDERS:
         raise ValueError(f"date order {date_order!r} is not one of {', '.join(DATE_ORDERS)}")
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     text = text.replace("\u202f", " ").replace("\u00a0", " ")
+    lines = text.split("\n")
+    found = [(number, _HEADER.match(line)) for number, line in enumerate(lines, start=1)
+             if line[:1].isdigit() or line[:1] in _BIDI + "["]
+    found = [(number, header) for number, header in found if header]
+    if not found:
+        sample = next((line.strip() for line in lines if line.strip()), "")
+        if sample and on_problem:
+            on_problem(f"no WhatsApp messages found: no line starts like a message in a layout this reader "
+                       f"knows (first line: {sample[:60]!r}; README, WhatsApp, lists the layouts)")
+        return []
+    layouts = Counter(_layout_of(header) for _, header in found)
+    most = max(layouts.values())
+    headers = {number: header for number, header in found if layouts[_layout_of(header)] == most}
     entries: list[tuple[re.Match, list[str], int]] = []  # header, body lines, line number
-    for number, line in enumerate(text.split("\n"), start=1):
-        header = _HEADER.match(line.lstrip(_BIDI)) if line[:1].isdigit() or line[:1] in _BIDI + "[" else None
+    for number, line in enumerate(lines, start=1):
+        header = headers.get(number)
         if header:
             entries.append((header, [header["rest"]], number))
         elif entries:
@@ -231,17 +286,24 @@ def parse_txt_export(text: str, date_order: str = "auto",
     dayfirst, problem = decide_date_order([e[0] for e in entries], date_order)
     if problem and on_problem:
         on_problem(problem)
-    messages: list[Message] = []
+    rows: list[tuple[datetime, str | None, list[str]]] = []  # time, author, body lines
     bad_lines: list[int] = []
-    for header, lines, number in entries:
+    for header, body_lines, number in entries:
         when = _parse_time(header, dayfirst)
         if when is None:
             bad_lines.append(number)
             continue
-        author, first = _split_author(lines[0])
+        author, first = _split_author(body_lines[0])
+        if author is None and rows and rows[-1][1] is not None and when < rows[-1][0] \
+                and not is_system_text(first):
+            rows[-1][2].extend([lines[number - 1], *body_lines[1:]])  # a date quoted inside a message
+            continue
+        rows.append((when, author, [first, *body_lines[1:]]))
+    messages: list[Message] = []
+    for when, author, body_lines in rows:
         if author is None:
             continue
-        body = clean_body("\n".join([first, *lines[1:]]).rstrip())
+        body = clean_body("\n".join(body_lines).rstrip(), author, chat_name)
         if body is not None:
             messages.append(Message(time=when, author=author, text=body))
     if bad_lines and on_problem:
