@@ -228,6 +228,9 @@ def decide_date_order(headers: list[re.Match], date_order: str = "auto") -> tupl
     return by_day < by_month, None
 
 
+_QUOTE_CHARS = set("\"'“”„«»「」‘’")
+
+
 def _unbalanced_quotes(text: str) -> bool:
     return any(text.count(a) != text.count(b) for a, b in (("“", "”"), ("„", "“"), ("«", "»"), ("「", "」"))) \
         or text.count('"') % 2 == 1
@@ -243,7 +246,7 @@ def _split_author(rest: str) -> tuple[str | None, str]:
     author = rest[:cut].translate(_STRIP_BIDI).strip()
     # A quote opened before the colon and closed after it: `X changed the subject from "a: b" to "c"`.
     if not author or len(author) > MAX_AUTHOR_CHARS or _unbalanced_quotes(author) \
-            or is_system_line(rest.translate(_STRIP_BIDI)):
+            or (_QUOTE_CHARS & set(author) and is_system_line(rest.translate(_STRIP_BIDI))):
         return None, rest
     return author, rest[cut + 2:] if cut + 1 < len(rest) else ""
 
