@@ -539,8 +539,9 @@ class ChatSession:
         self._write_answer(citations.flush(), pieces)
         turn.removed_markers = self.last_removed = citations.removed
         batches = len(plan.batches)
+        # Chat names are other people's text: no terminal control.
         sources = (f"sources (every passage read, {batches} batch{'es' if batches != 1 else ''}): "
-                   + "; ".join(period_summary.grouped_sources(passages)))
+                   + settings.terminal_safe("; ".join(period_summary.grouped_sources(passages))))
         self._finish_turn(turn, text, pieces, sources,
                           f"(answer cut at the length limit of {answer_tokens} tokens; "
                           "raise --max-tokens or LLM_MAX_TOKENS for longer answers)")
@@ -630,8 +631,8 @@ class ChatSession:
         lines = []
         request = self.last_request
         if self.last_summary is not None:
-            lines.append(f"read every passage of {self.last_summary}{_with_people(request)}: "
-                         + "; ".join(period_summary.grouped_sources(self.last_hits)))
+            lines.append(settings.terminal_safe(f"read every passage of {self.last_summary}{_with_people(request)}: "
+                                                + "; ".join(period_summary.grouped_sources(self.last_hits))))
         elif request is not None:
             filters = []
             if request.since or request.until:

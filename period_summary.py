@@ -274,7 +274,8 @@ def _header(number: int, hit: "Hit") -> str:
 
 
 def _block(number: int, hit: "Hit", text: str, neutralise) -> str:
-    return f"{_header(number, hit)}\n{neutralise(text)}"
+    # The header's source, chat name and people come from the user's data too.
+    return f"{neutralise(_header(number, hit))}\n{neutralise(text)}"
 
 
 def _span_of(hits: list["Hit"]) -> str:
@@ -443,7 +444,8 @@ def summarise(llm: "ChatModel", plan: Plan, question: str, system: str, window_l
     current stream; `Summary.answer` then holds what was streamed."""
     summary = Summary()
     passages = plan.passages
-    count = ", ".join(grouped_sources(passages))
+    count = llm.neutralise(", ".join(grouped_sources(passages)))  # chat names are other people's text
+    window_label = llm.neutralise(window_label)
     window_answer = max(16, min(answer_tokens, llm.context_window // 2))
     final_limit = llm.context_window - window_answer
 
