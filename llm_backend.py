@@ -9,13 +9,20 @@
 Prompts are rendered only by the tokenizer's chat template from role/content messages, so any
 chat model works (Llama 3, Qwen, Gemma, Mistral...). Text that the user or the archive supplies
 goes through `neutralise` first, so a note containing `<|eot_id|>` cannot end a turn.
+
+Prompt caches: each backend keeps the KV cache of its last prompts, one per system prompt (the
+keeper's and the answer's), and a new prompt re-processes only the tokens after the part it
+shares with the cached one (`llm.last_prompt_tokens`, `llm.last_prompt_processed`).
+`llm.reset_cache()` forgets them (the chat's /reset and /persona).
 """
 from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import settings
 
@@ -23,6 +30,9 @@ DEFAULT_CONTEXT_WINDOW = 4096  # when neither the config nor the tokenizer decla
 # config.json keys that hold the context length, most common first.
 CONTEXT_WINDOW_KEYS = ("max_position_embeddings", "max_sequence_length", "seq_length", "n_positions", "n_ctx")
 ZERO_WIDTH_SPACE = "\u200b"
+# One KV cache per system prompt; two cover a chat turn (the keeper's pass and the answer's).
+MAX_PROMPT_CACHES = 2
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
 # ---------------------------------------------------------------- special tokens
@@ -85,6 +95,67 @@ def read_context_window(folder: Path, tokenizer=None) -> int:
     return DEFAULT_CONTEXT_WINDOW
 
 
+# ---------------------------------------------------------------- streaming text
+
+
+class IncrementalDecoder:
+    """Token ids in, new text out, decoding only a short window per token (linear in the answer,
+    where re-decoding the whole answer after each token is quadratic).
+
+    The window starts at the last point where the text was complete, so a character split over
+    several byte tokens ("ç", "日", an emoji) comes out whole, once, and a tokenizer that drops
+    a leading space at the start of a decode (SentencePiece) sees the same start twice.
+    `flush()` returns what is left at the end (even an incomplete character).
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.tokens: list[int] = []
+        self._prefix = 0  # the window's first token
+        self._read = 0  # tokens up to here are already shown
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def add(self, token: int) -> str:
+        """Append one token; the text it completes ('' while a character is still incomplete)."""
+        self.tokens.append(int(token))
+        shown = self._decode(self.tokens[self._prefix:self._read])
+        text = self._decode(self.tokens[self._prefix:])
+        # An incomplete UTF-8 sequence decodes to U+FFFD: wait for the next token.
+        if len(text) <= len(shown) or text.endswith("\ufffd"):
+            return ""
+        self._prefix, self._read = self._read, len(self.tokens)
+        return text[len(shown):]
+
+    def flush(self) -> str:
+        """The text not yet returned by `add`."""
+        shown = self._decode(self.tokens[self._prefix:self._read])
+        text = self._decode(self.tokens[self._prefix:])
+        self._prefix = self._read = len(self.tokens)
+        return text[len(shown):] if len(text) > len(shown) else ""
+
+
+# ---------------------------------------------------------------- prompt caches
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading tokens `a` and `b` share: `[1, 2, 3]`, `[1, 2, 4]` -> 2."""
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+@dataclass
+class CacheSlot:
+    """A backend KV cache and the token ids it holds, in order."""
+
+    cache: Any
+    tokens: list[int] = field(default_factory=list)
+
+
 # ---------------------------------------------------------------- the interface
 
 
@@ -104,6 +175,10 @@ class ChatModel:
         self.last_finish_reason: str | None = None
         self._special_pattern = special_token_pattern(self.tokenizer)
         self.supports_system_role = self._probe_system_role()
+        self.use_prompt_cache = True  # False: every prompt from scratch (the benchmark's baseline)
+        self._caches: OrderedDict[str, CacheSlot] = OrderedDict()  # system prompt -> slot, oldest first
+        self.last_prompt_tokens = 0  # the last prompt's length...
+        self.last_prompt_processed = 0  # ...and how many of its tokens the model had to process
 
     # -- prompts
 
@@ -150,6 +225,13 @@ class ChatModel:
         # verbose=False: counting an over-long draft is normal here, not worth a warning.
         return list(self.tokenizer(self.render(messages), add_special_tokens=False, verbose=False)["input_ids"])
 
+    def prefix_ids(self, messages: list[dict]) -> list[int]:
+        """The tokens that every prompt starting with `messages` (e.g. the system message)
+        begins with: what two prompts differing only in a next user message share."""
+        first = self.encode(messages + [{"role": "user", "content": "A"}])
+        second = self.encode(messages + [{"role": "user", "content": "B"}])
+        return first[:common_prefix_length(first, second)]
+
     def count_tokens(self, messages: list[dict]) -> int:
         """Prompt tokens `messages` take once rendered through the chat template."""
         return len(self.encode(messages))
@@ -172,9 +254,86 @@ class ChatModel:
                 f"the prompt takes {len(ids)} tokens, more than the model's context window of "
                 f"{self.context_window}; shorten the message"
             )
+        slot = self._slot_for(messages)
+        reused = self._reuse(slot, ids)
+        self.last_prompt_tokens, self.last_prompt_processed = len(ids), len(ids) - reused
         self.last_finish_reason = "interrupted"
-        finish = yield from self._stream_pieces(ids, max(1, min(max_tokens, room)), temperature, top_p)
-        self.last_finish_reason = finish
+        at_yield = False
+        try:
+            pieces = self._stream_pieces(slot, ids[reused:], max(1, min(max_tokens, room)), temperature, top_p)
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration as stop:
+                    self.last_finish_reason = stop.value
+                    break
+                at_yield = True
+                yield piece
+                at_yield = False
+        except BaseException:
+            # Ctrl-C inside a forward pass can leave the layers' caches uneven: drop that cache.
+            # A close() at a yield leaves it whole (every fed token is in every layer).
+            if not at_yield:
+                self._forget(slot)
+            raise
+        finally:
+            self._sync(slot)
+
+    # -- prompt caches
+
+    def reset_cache(self) -> None:
+        """Forget every cached prompt (a new conversation or persona starts from nothing)."""
+        self._caches.clear()
+
+    def cached_tokens(self) -> list[list[int]]:
+        """The token ids each prompt cache holds (what a test checks after /reset)."""
+        return [list(slot.tokens) for slot in self._caches.values()]
+
+    def _slot_for(self, messages: list[dict]) -> CacheSlot:
+        """The cache for prompts with this system message (a fresh one when caching is off)."""
+        if not self.use_prompt_cache:
+            return CacheSlot(self._new_cache())
+        key = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+        slot = self._caches.pop(key, None)
+        if slot is None:
+            slot = CacheSlot(self._new_cache())
+            while len(self._caches) >= MAX_PROMPT_CACHES:
+                self._caches.popitem(last=False)  # the least recently used
+        self._caches[key] = slot
+        return slot
+
+    def _forget(self, slot: CacheSlot) -> None:
+        slot.cache, slot.tokens = self._new_cache(), []
+
+    def _reuse(self, slot: CacheSlot, ids: list[int]) -> int:
+        """Trim `slot` to the prefix it shares with `ids`; how many tokens of `ids` it holds.
+        The last prompt token is always processed again: its logits pick the first answer token."""
+        shared = min(common_prefix_length(slot.tokens, ids), len(ids) - 1)
+        if shared < len(slot.tokens) and not self._trim_cache(slot.cache, shared):
+            self._forget(slot)
+            shared = 0
+        slot.tokens = list(ids[:shared])
+        return shared
+
+    def _sync(self, slot: CacheSlot) -> None:
+        """Make `slot.tokens` match what its cache holds (generation may stop mid-way)."""
+        held = self._cache_length(slot.cache)
+        if held < len(slot.tokens):
+            del slot.tokens[held:]
+        elif held > len(slot.tokens) and not self._trim_cache(slot.cache, len(slot.tokens)):
+            self._forget(slot)
+
+    def _new_cache(self):
+        """An empty KV cache of this backend."""
+        return None
+
+    def _cache_length(self, cache) -> int:
+        """Tokens held by `cache`."""
+        return 0
+
+    def _trim_cache(self, cache, keep: int) -> bool:
+        """Cut `cache` to its first `keep` tokens; False when this cache cannot be cut."""
+        return keep == 0
 
     def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
         """The whole answer as one string (greedy by default)."""
@@ -184,9 +343,11 @@ class ChatModel:
         """Also end generation at `token_id`."""
         raise NotImplementedError
 
-    def _stream_pieces(self, ids: list[int], max_tokens: int, temperature: float,
+    def _stream_pieces(self, slot: CacheSlot, new_ids: list[int], max_tokens: int, temperature: float,
                        top_p: float) -> Iterator[str]:
-        """Yield text pieces; return the finish reason ("stop" or "length")."""
+        """Feed `new_ids` (the prompt after what `slot` holds) and generate, appending every
+        token the model processes to `slot.tokens`; yield text pieces; return the finish
+        reason ("stop" or "length")."""
         raise NotImplementedError
 
 
@@ -199,19 +360,16 @@ class TransformersChatModel(ChatModel):
 
     backend = "transformers"
 
-    def __init__(self, folder: Path, name: str, device: str | None = None):
+    def __init__(self, folder: Path, name: str, device: str | None = None, dtype: str = "auto",
+                 seed: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device or _torch_device()
-        dtype = torch.float32
-        if self.device == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif self.device == "mps":
-            dtype = torch.float16
+        self.dtype = torch_dtype(self.device, dtype, checkpoint_dtype(folder))
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=self.dtype)
         except (OSError, ValueError) as err:
             raise settings.UserError(
                 f"model folder {folder} could not be loaded by transformers ({err.__class__.__name__}: "
@@ -220,6 +378,12 @@ class TransformersChatModel(ChatModel):
         self.model.to(self.device).eval()
         super().__init__(tokenizer, read_context_window(folder, tokenizer), name)
         self.eos_token_ids = _eos_ids(self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id)
+        # Sampling draws from a generator of our own: LLM_SEED makes answers repeatable.
+        self.generator = torch.Generator(device=self.device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
         import inspect
 
         parameters = inspect.signature(self.model.forward).parameters
@@ -231,35 +395,94 @@ class TransformersChatModel(ChatModel):
     def add_stop_token(self, token_id: int) -> None:
         self.eos_token_ids.add(int(token_id))
 
-    def _next_tokens(self, ids: list[int], max_tokens: int, temperature: float, top_p: float):
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def _cache_length(self, cache) -> int:
+        return int(cache.get_seq_length())
+
+    def _trim_cache(self, cache, keep: int) -> bool:
+        excess = self._cache_length(cache) - keep
+        if excess <= 0:
+            return True
+        if not getattr(cache, "is_croppable", True):  # sliding-window or recurrent layers cannot go back
+            return False
+        cache.crop(-excess)  # a negative count removes that many from the end (transformers 4.x and 5.x)
+        return True
+
+    def _next_tokens(self, slot: CacheSlot, new_ids: list[int], max_tokens: int, temperature: float,
+                     top_p: float):
         import torch
 
-        inputs = torch.tensor([ids], device=self.device)
+        inputs = new_ids
         extra = {self._keep_arg: 1} if self._keep_arg else {}
+        extra[self._cache_arg] = slot.cache
         for _ in range(max_tokens):
             with torch.inference_mode():
-                out = self.model(input_ids=inputs, use_cache=True, **extra)
-                extra[self._cache_arg] = getattr(out, self._cache_arg)
-                token = _pick(out.logits[0, -1].float(), temperature, top_p)
+                out = self.model(input_ids=torch.tensor([inputs], device=self.device), use_cache=True, **extra)
+                slot.tokens.extend(inputs)  # now in the cache
+                token = _pick(out.logits[0, -1].float(), temperature, top_p, self.generator)
             yield token
-            inputs = torch.tensor([[token]], device=self.device)
+            inputs = [token]
 
-    def _stream_pieces(self, ids, max_tokens, temperature, top_p):
-        generated: list[int] = []
-        shown = 0
-        for token in self._next_tokens(ids, max_tokens, temperature, top_p):
+    def _stream_pieces(self, slot, new_ids, max_tokens, temperature, top_p):
+        decoder = IncrementalDecoder(self.tokenizer)
+        for token in self._next_tokens(slot, new_ids, max_tokens, temperature, top_p):
             if token in self.eos_token_ids:
                 return "stop"
-            generated.append(token)
-            text = self.tokenizer.decode(generated, skip_special_tokens=True)
-            # An incomplete UTF-8 sequence decodes to U+FFFD: wait for the next token.
-            if len(text) > shown and not text.endswith("\ufffd"):
-                yield text[shown:]
-                shown = len(text)
-        text = self.tokenizer.decode(generated, skip_special_tokens=True)
-        if len(text) > shown:
-            yield text[shown:]
+            piece = decoder.add(token)
+            if piece:
+                yield piece
+        rest = decoder.flush()
+        if rest:
+            yield rest
         return "length"
+
+
+def checkpoint_dtype(folder: Path) -> str | None:
+    """The dtype a checkpoint was saved in, from its config.json ("bfloat16" for Llama 3)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    for section in (config, config.get("text_config") or {}):
+        value = section.get("torch_dtype") or section.get("dtype")
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def cpu_supports_bfloat16() -> bool:
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 / AMX on x86, BF16 on Arm);
+    without it bfloat16 matmuls are emulated and slower than float32."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def torch_dtype(device: str, setting: str = "auto", saved: str | None = None):
+    """The dtype to load in. `auto`: the checkpoint's own dtype (`saved`), with what each device
+    lacks replaced: on a CPU a half-precision checkpoint (Llama 3 is bfloat16) loads as bfloat16
+    where the CPU has it (8B: 16 GB, not 32 GB) and float32 elsewhere, a float32 one stays float32;
+    on a GPU without bfloat16 it becomes float16; Apple's MPS gets float16."""
+    import torch
+
+    if setting != "auto":
+        return getattr(torch, setting)
+    own = getattr(torch, saved) if saved in DTYPES[1:] else None
+    if device == "cpu":
+        half = own in (torch.bfloat16, torch.float16)
+        return torch.bfloat16 if half and cpu_supports_bfloat16() else torch.float32
+    if device == "mps":
+        return torch.float16
+    if own is None or own == torch.bfloat16:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return own
 
 
 def _torch_device() -> str:
@@ -282,8 +505,8 @@ def _eos_ids(*values) -> set[int]:
     return ids
 
 
-def _pick(logits, temperature: float, top_p: float) -> int:
-    """Greedy at temperature 0, else temperature + nucleus (top-p) sampling."""
+def _pick(logits, temperature: float, top_p: float, generator=None) -> int:
+    """Greedy at temperature 0, else temperature + nucleus (top-p) sampling drawn from `generator`."""
     import torch
 
     if temperature <= 0:
@@ -293,8 +516,8 @@ def _pick(logits, temperature: float, top_p: float) -> int:
         sorted_probs, order = torch.sort(probs, descending=True)
         outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
         sorted_probs[outside] = 0
-        return int(order[torch.multinomial(sorted_probs, 1)])
-    return int(torch.multinomial(probs, 1))
+        return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 # ---------------------------------------------------------------- MLX
@@ -305,7 +528,7 @@ class MLXChatModel(ChatModel):
 
     backend = "mlx"
 
-    def __init__(self, folder: Path, name: str):
+    def __init__(self, folder: Path, name: str, seed: int | None = None):
         try:
             import mlx_lm
         except ImportError:
@@ -320,6 +543,10 @@ class MLXChatModel(ChatModel):
                 f"model folder {folder} could not be loaded by mlx-lm ({err.__class__.__name__}); "
                 "set LLM_MODEL to an MLX or Hugging Face chat model folder"
             )
+        if seed is not None:
+            import mlx.core as mx
+
+            mx.random.seed(seed)  # make_sampler draws from MLX's global generator
         # mlx-lm wraps the Hugging Face tokenizer; rendering and counting use the inner one.
         hf_tokenizer = self.mlx_tokenizer._tokenizer
         super().__init__(hf_tokenizer, read_context_window(folder, hf_tokenizer), name)
@@ -327,19 +554,77 @@ class MLXChatModel(ChatModel):
     def add_stop_token(self, token_id: int) -> None:
         self.mlx_tokenizer.add_eos_token(int(token_id))
 
-    def _stream_pieces(self, ids, max_tokens, temperature, top_p):
+    def _new_cache(self):
+        from mlx_lm.models.cache import make_prompt_cache
+
+        return make_prompt_cache(self.model)
+
+    def _cache_length(self, cache) -> int:
+        return int(cache[0].offset) if cache else 0
+
+    def _trim_cache(self, cache, keep: int) -> bool:
+        from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
+
+        excess = self._cache_length(cache) - keep
+        if excess <= 0:
+            return True
+        if not can_trim_prompt_cache(cache):  # e.g. a rotating (sliding-window) cache
+            return False
+        trim_prompt_cache(cache, excess)
+        return True
+
+    def _stream_pieces(self, slot, new_ids, max_tokens, temperature, top_p):
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
 
         sampler = make_sampler(temp=temperature, top_p=top_p if 0 < top_p < 1 else 0.0)
         finish = "length"
-        for response in stream_generate(self.model, self.mlx_tokenizer, ids, max_tokens=max_tokens,
-                                        sampler=sampler):
+        slot.tokens.extend(new_ids)  # mlx-lm prefills them all before the first token
+        for response in stream_generate(self.model, self.mlx_tokenizer, new_ids, max_tokens=max_tokens,
+                                        sampler=sampler, prompt_cache=slot.cache):
+            # mlx-lm feeds each token to the cache before handing it out (the end-of-turn too).
+            slot.tokens.append(int(response.token))
             if response.text:
                 yield response.text
             if response.finish_reason:
                 finish = response.finish_reason
         return finish
+
+    # -- the system prompt's cache on disk (--prompt-cache)
+
+    def save_prompt_cache(self, path: Path, messages: list[dict]) -> int:
+        """Process `messages` (the system prompt) and write their KV cache to `path`, as
+        `mlx_lm.cache_prompt` does; returns the tokens stored."""
+        from mlx_lm.models.cache import save_prompt_cache
+
+        ids = self.prefix_ids(messages)
+        slot = self._slot_for(messages)
+        reused = self._reuse(slot, ids + [-1])  # -1: nothing after the prefix is shared
+        if reused < len(ids):
+            import mlx.core as mx
+
+            self.model(mx.array([ids[reused:]]), cache=slot.cache)
+            mx.eval([c.state for c in slot.cache])
+            slot.tokens = list(ids)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_prompt_cache(str(path), slot.cache, {"model": self.name, "tokens": json.dumps(ids)})
+        return len(ids)
+
+    def load_prompt_cache(self, path: Path, messages: list[dict]) -> int:
+        """Put the cache saved at `path` in the slot of `messages`' system prompt when it was
+        made by this model for this prompt; returns the tokens loaded (0: none usable)."""
+        from mlx_lm.models.cache import load_prompt_cache
+
+        try:
+            cache, metadata = load_prompt_cache(str(path), return_metadata=True)
+            tokens = json.loads(metadata.get("tokens", "[]"))
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return 0  # unreadable or from another mlx-lm: made again
+        if metadata.get("model") != self.name or tokens != self.prefix_ids(messages):
+            return 0
+        slot = self._slot_for(messages)
+        slot.cache, slot.tokens = cache, tokens
+        return len(tokens)
 
 
 # ---------------------------------------------------------------- loading
@@ -353,8 +638,12 @@ def load_llm(backend: str | None = None, model: str | None = None) -> ChatModel:
     """
     backend = settings.llm_backend_name(backend)
     name = settings.llm_model_name(backend, model)
+    seed = settings.get_int("LLM_SEED")
+    dtype = (settings.get("LLM_DTYPE") or "auto").lower()
+    if dtype not in DTYPES:
+        raise settings.UserError(f"LLM_DTYPE={dtype!r} is not one of {', '.join(DTYPES)}; fix it in your environment or .env")
     (folder,) = settings.fetch_models([(name, "LLM_MODEL", "model")])
     settings.quiet_model_loading()
     if backend == "mlx":
-        return MLXChatModel(folder, name)
-    return TransformersChatModel(folder, name)
+        return MLXChatModel(folder, name, seed=seed)
+    return TransformersChatModel(folder, name, dtype=dtype, seed=seed)

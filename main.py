@@ -570,6 +570,7 @@ class ChatSession:
         elif name == "/reset":
             self.history, self.last_hits, self.last_request, self.last_note = [], [], None, None
             self.last_removed, self.last_summary = 0, None
+            self.forget_prompt_caches()
             self._print("(conversation forgotten)", muted=True)
         elif name == "/sources" and argument:
             self._print(self.describe_passage(argument))
@@ -583,6 +584,7 @@ class ChatSession:
                 if typo:
                     self._status(f"warning: {typo}")
                 self.persona = persona_from(argument)
+                self.forget_prompt_caches()
                 self._print(f"(persona: {self.persona.name})", muted=True)
                 self._print(self.persona.greeting)
             else:
@@ -622,6 +624,12 @@ class ChatSession:
             return f"no passage {number}: {known}"
         hit = self.last_hits[number - 1]
         return settings.terminal_safe(f"{passage_header(number, hit)}\n{hit.content.strip()}")
+
+    def forget_prompt_caches(self) -> None:
+        """Drop the model's cached prompts: nothing of the old conversation stays in memory."""
+        reset = getattr(self.llm, "reset_cache", None)  # the test fakes have no cache
+        if reset is not None:
+            reset()
 
     def describe_sources(self) -> str:
         """The passages behind the last answer: score, source, date, people, first lines. For a

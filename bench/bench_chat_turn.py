@@ -1,15 +1,18 @@
-"""Generation time per chat turn on the tiny fixture Llama, through the real chat code:
+"""Generation per chat turn on the tiny fixture Llama, through the real chat code, with and
+without the prompt caches, in one run:
 
-    .venv/bin/python bench/bench_chat_turn.py                  # transformers and MLX
-    .venv/bin/python bench/bench_chat_turn.py --backends transformers --turns 20
+    .venv/bin/python bench/bench_chat_turn.py                  # transformers and MLX, 3 turns
+    .venv/bin/python bench/bench_chat_turn.py --backends transformers --turns 6
 
-Each turn runs what `main.py` runs for a message once the passages are back: the document
-keeper pass (greedy, capped at 96 tokens), prompt assembly under the context budget (system +
-10 passages + history + message, `fit_prompt`), and the streamed answer. Reported per backend:
-median keeper time, assembly time, time to the first answer piece (prompt prefill), decode
-tokens/s and the whole generation part of a turn. The tiny model (2 layers, 64 wide) measures
-our overhead around the LLM, not a real model's speed. The part outside generation (query
-embedding + search) is measured by bench/bench_retrieval.py; its figure is copied in when
+A scripted conversation; each turn runs what `main.py` runs for a message once the passages are
+back: the document keeper pass (greedy, capped at 96 tokens), prompt assembly under the context
+budget (system + 10 passages + history + message, `fit_prompt`) and the streamed answer (greedy).
+Printed per turn and pass: `prompt tokens processed on turn N: P of T` (T the prompt's length,
+P what the model had to process: T without the caches), time to the first answer piece and
+decode tokens/s; then whether the greedy answers were the same with and without the caches.
+The tiny model (2 layers, 64 wide) measures our code around the LLM and the share of each prompt
+that is re-processed, not an 8B model's speed. The part outside generation (query embedding +
+search) is measured by bench/bench_retrieval.py; its figure is copied in when
 bench/results/retrieval.json exists. Results: bench/results/chat_turn.json.
 """
 from __future__ import annotations
@@ -18,7 +21,6 @@ import argparse
 import io
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -30,25 +32,27 @@ PROJECT_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(PROJECT_DIR))
 sys.path.insert(0, str(PROJECT_DIR / "tests"))
 
-DEFAULT_TURNS = 10
+DEFAULT_TURNS = 3
 DEFAULT_ANSWER_TOKENS = 128
 DEFAULT_BACKENDS = ("transformers", "mlx")
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "chat_turn.json"
 RETRIEVAL_RESULTS = BENCH_DIR / "results" / "retrieval.json"
-QUESTIONS = [
-    "When did I go to Kyoto?", "What did Maria and I plan for Saturday?",
-    "O que eu escrevi sobre o projeto Survival Ball?", "Who came to the cinema with me?",
-    "And what did she say about the trains?", "Summarise my notes from June 2021.",
+QUESTIONS = [  # a conversation: each follow-up leans on the one before
+    "When did I go to Kyoto?", "And what did Maria and I plan for Saturday there?",
+    "What did she say about the trains?", "O que eu escrevi sobre o projeto Survival Ball?",
+    "Who came to the cinema with me?", "Summarise my notes from June 2021.",
 ]
+TODAY = date(2024, 5, 6)  # fixed: the system prompts hold today's date
+CONTEXT_WINDOW = 8192  # Llama 3's: the conversation is kept whole, as it would be there
 
 
-def make_hits(count: int = 10):
+def make_hits(count: int = 10, first: int = 0):
     """Passages shaped like real ones: a note paragraph or a few chat lines, dated, with people."""
     from retrieve_related_content_from_db import Hit
 
     start = datetime(2021, 6, 1, 9, tzinfo=timezone.utc)
     hits = []
-    for i in range(count):
+    for i in range(first, first + count):
         when = start + timedelta(days=3 * i)
         text = (f"Maria: are we still on for Saturday {i}?\nMe: yes, the Kyoto train at 9.\n"
                 "Maria: great, I'll bring the tickets and the matcha.") if i % 2 else (
@@ -60,57 +64,116 @@ def make_hits(count: int = 10):
     return hits
 
 
+class TurnRetriever:
+    """Other passages for every message (the worst case for a cache: nothing repeats)."""
+
+    def __init__(self, k: int = 10):
+        self.k, self.calls = k, 0
+
+    def __call__(self, request, k):
+        from retrieve_related_content_from_db import SearchResult
+
+        self.calls += 1
+        return SearchResult(hits=make_hits(k, first=k * self.calls), request=request, filters_applied={})
+
+
+def widen_context(folder: Path, window: int) -> None:
+    """Give the tiny model a longer context window (RoPE has no trained limit to break)."""
+    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        path = folder / name
+        config = json.loads(path.read_text())
+        config[key] = window
+        path.write_text(json.dumps(config, indent=2))
+
+
+class Timed:
+    """Wraps the model's `stream` to time each pass: first piece, decode rate, tokens processed."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.passes: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self.llm, name)
+
+    def stream(self, messages, max_tokens, temperature=0.0, top_p=1.0):
+        pieces, first = [], None
+        tic = time.perf_counter()
+        for piece in self.llm.stream(messages, max_tokens, temperature, top_p):
+            if first is None:
+                first = time.perf_counter() - tic
+            pieces.append(piece)
+            yield piece
+        total = time.perf_counter() - tic
+        first = total if first is None else first
+        text = "".join(pieces)
+        # A finish at the length limit means exactly max_tokens were generated.
+        generated = max_tokens if self.llm.last_finish_reason == "length" else self.llm.count_text_tokens(text)
+        self.passes.append({"processed": self.llm.last_prompt_processed, "prompt": self.llm.last_prompt_tokens,
+                            "first_piece_ms": round(first * 1000, 2),
+                            "decode_tokens_per_s": round(max(generated - 1, 0) / max(total - first, 1e-9), 1),
+                            "text": text})
+
+    def complete(self, messages, max_tokens, temperature=0.0):
+        return "".join(self.stream(messages, max_tokens, temperature))
+
+
+def run_conversation(llm, turns: int, answer_tokens: int, cached: bool) -> list[dict]:
+    """The scripted conversation on `llm`, caches on or off; per turn its keeper and answer passes."""
+    from main import ChatSession, resolve_persona
+
+    llm.use_prompt_cache = cached
+    llm.reset_cache()
+    timed = Timed(llm)
+    session = ChatSession(timed, TurnRetriever(), persona=resolve_persona("assistant"),
+                          max_tokens=answer_tokens, temperature=0.0, out=io.StringIO(), err=io.StringIO(),
+                          today=TODAY)
+    results = []
+    for turn in range(turns):
+        timed.passes.clear()
+        session.ask(QUESTIONS[turn % len(QUESTIONS)])
+        keeper, answer = timed.passes  # the keeper's pass, then the answer's
+        results.append({"turn": turn + 1, "keeper": keeper, "answer": answer})
+    return results
+
+
 def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int) -> dict:
-    """Run `turns` chat turns on one backend; medians of each phase."""
-    from formulate_query_for_retrieving_content import formulate_request
+    """The conversation without, then with, the prompt caches, on one backend."""
     from llm_backend import load_llm
-    from main import ChatSession, fit_prompt, resolve_persona, system_prompt
 
     tic = time.perf_counter()
     llm = load_llm(backend, str(folder))
     load_s = time.perf_counter() - tic
-    hits = make_hits()
-    session = ChatSession(llm, retriever=None, persona=resolve_persona("assistant"), out=io.StringIO())
-    phases: dict[str, list[float]] = {"keeper_ms": [], "prompt_ms": [], "first_piece_ms": [],
-                                      "decode_tokens_per_s": [], "generation_ms": []}
-    prompt_tokens, cut = [], 0
     llm.complete([{"role": "user", "content": "warm up"}], max_tokens=4)
-    for turn in range(turns):
-        question = QUESTIONS[turn % len(QUESTIONS)]
-        conversation = session.history + [{"role": "user", "content": question}]
-        tic = time.perf_counter()
-        formulate_request(llm, conversation, date.today())
-        keeper_s = time.perf_counter() - tic
-
-        tic = time.perf_counter()
-        prompt = fit_prompt(llm, system_prompt(session.persona, date.today()), hits, session.history,
-                            question, answer_tokens)
-        prompt_s = time.perf_counter() - tic
-        prompt_tokens.append(llm.count_tokens(prompt.messages))
-
-        pieces, first = [], None
-        tic = time.perf_counter()
-        for piece in llm.stream(prompt.messages, prompt.answer_tokens, temperature=0.0):
-            if first is None:
-                first = time.perf_counter() - tic
-            pieces.append(piece)
-        answer_s = time.perf_counter() - tic
-        text = "".join(pieces)
-        # A finish at the length limit means exactly answer_tokens were generated.
-        generated = prompt.answer_tokens if llm.last_finish_reason == "length" else llm.count_text_tokens(text)
-        cut += llm.last_finish_reason == "length"
-        decode_s = max(answer_s - (first or 0.0), 1e-9)
-        session.history += [{"role": "user", "content": question}, {"role": "assistant", "content": text}]
-
-        phases["keeper_ms"].append(keeper_s * 1000)
-        phases["prompt_ms"].append(prompt_s * 1000)
-        phases["first_piece_ms"].append((first or answer_s) * 1000)
-        phases["decode_tokens_per_s"].append(max(generated - 1, 0) / decode_s)
-        phases["generation_ms"].append((keeper_s + answer_s) * 1000)
-    result = {name: round(statistics.median(values), 2) for name, values in phases.items()}
-    result.update(backend=backend, load_s=round(load_s, 2), turns=turns, answer_tokens=answer_tokens,
-                  prompt_tokens_median=int(statistics.median(prompt_tokens)), context_window=llm.context_window,
-                  answers_cut_at_length=cut)
+    result = {"backend": backend, "load_s": round(load_s, 2), "dtype": str(getattr(llm, "dtype", "")),
+              "answer_tokens": answer_tokens}
+    for label, cached in (("without_cache", False), ("with_cache", True)):
+        result[label] = run_conversation(llm, turns, answer_tokens, cached)
+        print(f"{backend} {label.replace('_', ' ')}:")
+        for turn in result[label]:
+            for name in ("keeper", "answer"):
+                figures = turn[name]
+                print(f"  {name:6s} prompt tokens processed on turn {turn['turn']}: "
+                      f"{figures['processed']} of {figures['prompt']}   first piece {figures['first_piece_ms']:7.1f} ms"
+                      f"   decode {figures['decode_tokens_per_s']:7.1f} tok/s")
+    for label in ("without_cache", "with_cache"):
+        if len(result[label]) > 1:
+            second = result[label][1]
+            processed = second["keeper"]["processed"] + second["answer"]["processed"]
+            total = second["keeper"]["prompt"] + second["answer"]["prompt"]
+            result[f"turn2_share_{label}"] = round(processed / total, 3)
+            print(f"  turn 2 {label.replace('_', ' ')}: keeper + answer processed {processed} of {total} "
+                  f"prompt tokens ({processed / total:.0%}); answer alone {second['answer']['processed']} of "
+                  f"{second['answer']['prompt']} ({second['answer']['processed'] / second['answer']['prompt']:.0%})")
+    same = all(a[name]["text"] == b[name]["text"] for a, b in zip(result["without_cache"], result["with_cache"])
+               for name in ("keeper", "answer"))
+    result["greedy_outputs_identical"] = same
+    print(f"{backend}: greedy keeper and answer texts with and without the caches "
+          f"{'identical' if same else 'DIFFER'}")
+    for turns_list in (result["without_cache"], result["with_cache"]):
+        for turn in turns_list:
+            for name in ("keeper", "answer"):
+                turn[name].pop("text")
     return result
 
 
@@ -131,10 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from tiny_models import build_tiny_llama
 
-    report: dict = {"model": "tiny fixture Llama (2 layers, hidden 64, vocab 400, window 1024)",
+    report: dict = {"model": f"tiny fixture Llama (2 layers, hidden 64, vocab 400, window {CONTEXT_WINDOW})",
                     "machine": platform.machine(), "cpus": os.cpu_count(), "backends": []}
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_tiny_llama(Path(tmp) / "tiny-llama")
+        widen_context(folder, CONTEXT_WINDOW)
         for backend in args.backends:
             try:
                 figures = bench_backend(backend, folder, args.turns, args.answer_tokens)
@@ -142,9 +206,6 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{backend}: skipped ({err})")
                 continue
             report["backends"].append(figures)
-            print(f"{backend:12s} keeper {figures['keeper_ms']:7.1f} ms  prompt {figures['prompt_ms']:5.1f} ms  "
-                  f"first piece {figures['first_piece_ms']:6.1f} ms  decode {figures['decode_tokens_per_s']:7.1f} tok/s  "
-                  f"generation/turn {figures['generation_ms']:7.1f} ms  (prompt {figures['prompt_tokens_median']} tokens)")
     if RETRIEVAL_RESULTS.is_file():
         turn = json.loads(RETRIEVAL_RESULTS.read_text()).get("turn") or {}
         if "median_ms" in turn:

@@ -199,3 +199,119 @@ def test_long_chat_never_exceeds_the_context_window(llm):
     assert "sources: <obsidian>:Notes/Kyoto (2021-06-12)" in out.getvalue()
     huge = session.ask("Kyoto " * 3000)  # a pasted wall of text is cut, never an error
     assert huge.finish_reason in ("length", "stop")
+
+
+# ---------------------------------------------------------------- prompt caches, streaming, dtype, seed
+
+CONVERSATION = ["When did I go to Kyoto?", "And what did Maria plan for Saturday?", "Ação, coração: e os comboios?"]
+
+
+def converse(llm, cached: bool, answer_tokens: int = 12) -> tuple[list[str], list[tuple[int, int]]]:
+    """Three turns (system, history, new message), greedy; the answers and (processed, prompt) per turn."""
+    llm.use_prompt_cache = cached
+    llm.reset_cache()
+    messages, answers, counts = [MESSAGES[0]], [], []
+    try:
+        for text in CONVERSATION:
+            messages.append({"role": "user", "content": text})
+            answer = "".join(llm.stream(messages, max_tokens=answer_tokens))
+            answers.append(answer)
+            counts.append((llm.last_prompt_processed, llm.last_prompt_tokens))
+            messages.append({"role": "assistant", "content": answer.strip() or "ok"})
+    finally:
+        llm.use_prompt_cache = True
+    return answers, counts
+
+
+def test_prompt_cache_keeps_greedy_answers_and_processes_only_the_new_part(llm):
+    plain, plain_counts = converse(llm, cached=False)
+    cached, cached_counts = converse(llm, cached=True)
+    assert cached == plain
+    assert all(processed == total for processed, total in plain_counts)
+    system = len(llm.prefix_ids(MESSAGES[:1]))
+    assert cached_counts[0][0] == cached_counts[0][1]  # nothing cached before the first turn
+    for processed, total in cached_counts[1:]:
+        assert processed <= total - system  # the system prompt and earlier turns come from the cache
+
+
+def test_prompt_caches_are_kept_per_system_prompt(llm):
+    keeper = [{"role": "system", "content": "You write search requests."}, {"role": "user", "content": "Kyoto?"}]
+    llm.reset_cache()
+    list(llm.stream(MESSAGES, max_tokens=4))
+    list(llm.stream(keeper, max_tokens=4))
+    list(llm.stream(MESSAGES, max_tokens=4))  # the answer's cache survived the keeper's pass
+    assert llm.last_prompt_processed == 1
+    assert len(llm.cached_tokens()) == llm_backend.MAX_PROMPT_CACHES
+    list(llm.stream([{"role": "system", "content": "A third one."}] + MESSAGES[1:], max_tokens=4))
+    assert len(llm.cached_tokens()) == llm_backend.MAX_PROMPT_CACHES  # the oldest made room
+
+
+def test_reset_and_persona_leave_nothing_of_the_old_conversation_in_the_cache(llm):
+    import io
+
+    from main import ChatSession, resolve_persona
+
+    secret = "my bank PIN is 4711"
+    session = ChatSession(llm, FakeRetriever([make_hit("Kyoto trip in June")]), resolve_persona(), max_tokens=6,
+                          temperature=0.0, out=io.StringIO(), err=io.StringIO())
+    session.ask(secret)
+    decoded = [llm.tokenizer.decode(tokens) for tokens in llm.cached_tokens()]
+    assert len(decoded) == 2 and all(secret in text for text in decoded)  # keeper and answer caches
+    session.command("/reset")
+    assert llm.cached_tokens() == []
+    session.ask("When did I go to Kyoto?")
+    assert llm.cached_tokens() and not any(secret in llm.tokenizer.decode(t) for t in llm.cached_tokens())
+    session.ask(secret)
+    session.command("/persona philosopher")
+    assert llm.cached_tokens() == []
+
+
+def test_incremental_decoder_streams_multibyte_text_in_short_windows(tokenizer):
+    text = "Ação, coração! 日本語の旅 🙂🚄 Kyoto – São João. Olá, tudo bem?"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > len(text) // 2  # rare characters are split over byte tokens
+    windows = []
+    real_decode = tokenizer.decode
+
+    class Spy:
+        def decode(self, tokens, **kwargs):
+            windows.append(len(tokens))
+            return real_decode(tokens, **kwargs)
+
+    decoder = llm_backend.IncrementalDecoder(Spy())
+    pieces = [decoder.add(token) for token in ids]
+    pieces.append(decoder.flush())
+    assert "".join(pieces) == real_decode(ids) == text
+    assert not any("\ufffd" in piece for piece in pieces)  # a character comes out whole, once
+    assert max(windows) <= 8  # a few tokens per step, never the whole answer again
+
+
+def test_seed_makes_sampling_repeatable(monkeypatch, tiny_llama_dir):
+    monkeypatch.setenv("LLM_SEED", "7")
+    for backend in BACKENDS:
+        first = "".join(load_llm(backend, str(tiny_llama_dir)).stream(MESSAGES, max_tokens=12, temperature=1.0))
+        again = "".join(load_llm(backend, str(tiny_llama_dir)).stream(MESSAGES, max_tokens=12, temperature=1.0))
+        assert again == first
+    monkeypatch.setenv("LLM_SEED", "seven")
+    with pytest.raises(settings.UserError, match="LLM_SEED"):
+        load_llm("transformers", str(tiny_llama_dir))
+
+
+def test_transformers_loads_half_precision_only_where_the_device_has_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(llm_backend, "cpu_supports_bfloat16", lambda: True)
+    assert llm_backend.torch_dtype("cpu", "auto", "bfloat16") == torch.bfloat16  # Llama 3 on a recent CPU
+    assert llm_backend.torch_dtype("cpu", "auto", "float32") == torch.float32  # never below the checkpoint
+    monkeypatch.setattr(llm_backend, "cpu_supports_bfloat16", lambda: False)
+    assert llm_backend.torch_dtype("cpu", "auto", "bfloat16") == torch.float32  # emulated bf16 is slower
+    assert llm_backend.torch_dtype("cpu", "float16", "bfloat16") == torch.float16  # LLM_DTYPE wins
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert llm_backend.torch_dtype("cuda", "auto", "bfloat16") == torch.float16
+    assert llm_backend.torch_dtype("cuda", "auto", "float32") == torch.float32  # the model's own
+
+
+def test_bad_dtype_setting_is_one_clear_error(monkeypatch, tiny_llama_dir):
+    monkeypatch.setenv("LLM_DTYPE", "fp8")
+    with pytest.raises(settings.UserError, match="LLM_DTYPE='fp8' is not one of auto, float32, bfloat16, float16"):
+        load_llm("transformers", str(tiny_llama_dir))
