@@ -196,7 +196,7 @@ def test_long_chat_never_exceeds_the_context_window(llm):
     assert prompt.history_kept < len(session.history)
     turn = session.ask("and what about Maria?")  # keeper and answer on the real model
     assert turn.finish_reason in ("length", "stop")
-    assert "sources: <obsidian>:Notes/Kyoto (2021-06-12)" in out.getvalue()
+    assert "] <obsidian>:Notes/Kyoto (2021-06-12)" in out.getvalue()  # on the sources line
     huge = session.ask("Kyoto " * 3000)  # a pasted wall of text is cut, never an error
     assert huge.finish_reason in ("length", "stop")
 
