@@ -238,7 +238,8 @@ LOCALES: dict[str, Locale] = {
         missed_calls=("Panggilan suara tak terjawab", "Panggilan video tak terjawab"),
         encrypted=(r"pesan[^\n]*(?:terenkripsi|enkripsi) (?:secara )?end-to-end",),
         security_code=("Kode keamanan Anda dengan {n} telah berubah",),
-        events=("{n} membuat grup {q}", "Anda membuat grup {q}", "{n} mengubah (?:subjek|nama grup)(?: dari {q})? menjadi {q}",
+        events=("{n} membuat grup {q}", "Anda membuat grup {q}",
+                "{n} mengubah (?:subjek|nama grup)(?: dari {q})? menjadi {q}",
                 "{n} mengubah (?:ikon|foto) grup ini", "{n} mengubah deskripsi grup",
                 "{n} bergabung (?:menggunakan|dengan|melalui) tautan undangan.*", "Anda ditambahkan",
                 "{n} menambahkan Anda", "{n} mengeluarkan Anda"),
@@ -274,7 +275,8 @@ LOCALES: dict[str, Locale] = {
         missed_calls=("未接語音通話", "未接语音通话", "未接視像通話", "未接视频通话"),
         encrypted=(r"[^\n]{0,12}(?:端到端|端對端|端对端)[^\n]{0,4}加密",),
         security_code=("您和 ?{n} ?的安全代码已更改", "您與 ?{n} ?的安全碼已變更", "您與{n}之間的安全代碼已變更"),
-        events=("{n} ?(?:创建了群组|创建了群|建立了群組|已建立群組) ?{q}", "{n} ?(?:将|把)(?:群组名称|群组主题|主题|群組名稱|主旨)(?:从|由|從).*(?:更改|改|變更)[为為].*",
+        events=("{n} ?(?:创建了群组|创建了群|建立了群組|已建立群組) ?{q}",
+                "{n} ?(?:将|把)(?:群组名称|群组主题|主题|群組名稱|主旨)(?:从|由|從).*(?:更改|改|變更)[为為].*",
                 "{n} ?(?:更改|变更|變更)了(?:群组名称|群组主题|主题|群組名稱|主旨).*",
                 "{n} ?(?:更改|变更|變更)了(?:此|该|這個)?群(?:组|組)(?:的)?(?:图标|頭像|圖示)", "{n} ?.*(?:邀请链接|邀請連結).*加入.*",
                 "{n} ?(?:将您|把你|已將你)(?:添加|新增).*"),
@@ -309,7 +311,8 @@ LOCALES: dict[str, Locale] = {
         missed_calls=("مكالمة صوتية فائتة", "مكالمة فيديو فائتة"),
         encrypted=(r"(?:إن )?الرسائل[^\n]*(?:مشفرة|التشفير)",),
         security_code=("تغيّر رمز أمانك المُستخدَم مع {n}", "تغير رمز الأمان الخاص بك مع {n}"),
-        events=("{n} أنشأ(?:ت)? (?:ال)?مجموعة.*", "أنشأت (?:ال)?مجموعة.*", "{n} (?:غيّر|غير|غيّرت|غيرت) (?:اسم المجموعة|الموضوع|صورة المجموعة|وصف المجموعة).*",
+        events=("{n} أنشأ(?:ت)? (?:ال)?مجموعة.*", "أنشأت (?:ال)?مجموعة.*",
+                "{n} (?:غيّر|غير|غيّرت|غيرت) (?:اسم المجموعة|الموضوع|صورة المجموعة|وصف المجموعة).*",
                 "{n} انضم(?:ت)? .*رابط الدعوة.*", "{n} أضافك", "{n} أزالك"),
         short_events=("{n} أضاف(?:ت)? {n}", "{n} غادر(?:ت)?", "{n} أزال(?:ت)? {n}", "{n} انضم(?:ت)?"),
         system_senders=("النظام",),
@@ -320,12 +323,15 @@ LOCALES: dict[str, Locale] = {
                  "sticker": ("स्टिकर छोड़ा गया",), "gif": ("GIF छोड़ा गया",), "document": ("डॉक्यूमेंट छोड़ा गया",),
                  "contact": ("कॉन्टैक्ट कार्ड छोड़ा गया",)},
         attached=("अटैच किया गया",), file_attached=("फाइल अटैच कर दी गई है", "फाइल संलग्न"),
-        deleted=("यह मैसेज डिलीट कर दिया गया है", "यह संदेश मिटाया गया", "आपने यह मैसेज डिलीट किया", "आपने यह संदेश मिटाया"),
-        missed_calls=("मिस्ड वॉइस कॉल", "वॉइस कॉल मिस हुई", "मिस्ड वीडियो कॉल", "छूटी हुई ध्वनि कॉल", "छूटी हुई विडियो कॉल"),
+        deleted=("यह मैसेज डिलीट कर दिया गया है", "यह संदेश मिटाया गया", "आपने यह मैसेज डिलीट किया",
+                 "आपने यह संदेश मिटाया"),
+        missed_calls=("मिस्ड वॉइस कॉल", "वॉइस कॉल मिस हुई", "मिस्ड वीडियो कॉल", "छूटी हुई ध्वनि कॉल",
+                      "छूटी हुई विडियो कॉल"),
         encrypted=(r"[^\n]*(?:एंड-टू-एंड एन्क्रिप्टेड|एन्क्रिप्शन से सुरक्षित)",),
         security_code=("{n} के लिए आपका सुरक्षा कोड बदल गया है",),
         events=("{n} ने (?:समूह|ग्रुप) {q} बनाया(?: है)?", "आपने (?:समूह|ग्रुप) {q} बनाया(?: है)?",
-                "{n} ने (?:विषय|ग्रुप का नाम|समूह का नाम|ग्रुप का सब्जेक्ट).*बदल.*", "{n} ने इस (?:समूह|ग्रुप) का आइकन बदला.*",
+                "{n} ने (?:विषय|ग्रुप का नाम|समूह का नाम|ग्रुप का सब्जेक्ट).*बदल.*",
+                "{n} ने इस (?:समूह|ग्रुप) का आइकन बदला.*",
                 "{n} .*(?:आमंत्रण|इनवाइट) लिंक.*(?:जुड़े|जुड़ गए|शामिल).*", "{n} ने आपको जोड़ा", "{n} ने आपको हटाया"),
         short_events=("{n} ने {n} को जोड़ा", "{n} (?:ने )?(?:छोड़ दिया|बाहर निकल गए|चले गए|ग्रुप छोड़ दिया)",
                       "{n} ने {n} को हटाया"),
@@ -341,7 +347,8 @@ LOCALES: dict[str, Locale] = {
         missed_calls=("Vastaamaton äänipuhelu", "Vastaamaton videopuhelu"),
         encrypted=(r"viestit ja puhelut salataan",),
         security_code=("Turvanumerosi muuttui henkilön {n} kanssa",),
-        events=("{n} loi ryhmän {q}", "Loit ryhmän {q}", "{n} vaihtoi (?:aiheen|ryhmän nimen|aiheeksi).*", "{n} muutti (?:aiheen|ryhmän nimen|aiheeksi).*",
+        events=("{n} loi ryhmän {q}", "Loit ryhmän {q}", "{n} vaihtoi (?:aiheen|ryhmän nimen|aiheeksi).*",
+                "{n} muutti (?:aiheen|ryhmän nimen|aiheeksi).*",
                 "{n} (?:vaihtoi|muutti) (?:tämän )?ryhmän kuva\\w*", "{n} (?:vaihtoi|muutti) ryhmän kuvau\\w*",
                 "{n} liittyi .*kutsulinki\\w*.*", "Sinut lisättiin", "{n} lisäsi sinut", "{n} poisti sinut"),
         short_events=("{n} lisäsi (?:henkilön )?{n}", "{n} poistui", "{n} poisti (?:henkilön )?{n}", "{n} liittyi"),
@@ -358,7 +365,8 @@ LOCALES: dict[str, Locale] = {
         missed_calls=("Missat röstsamtal", "Missat samtal", "Missat videosamtal"),
         encrypted=(r"(?:dina )?meddelanden och samtal[^\n]*krypter",),
         security_code=("Din säkerhetskod med {n} har ändrats",),
-        events=("{n} skapade gruppen {q}", "Du skapade gruppen {q}", "{n} ändrade (?:ämnet|gruppnamnet)(?: från {q})? till {q}",
+        events=("{n} skapade gruppen {q}", "Du skapade gruppen {q}",
+                "{n} ändrade (?:ämnet|gruppnamnet)(?: från {q})? till {q}",
                 "{n} ändrade (?:den här )?gruppens (?:ikon|bild)", "{n} ändrade gruppbeskrivningen",
                 "{n} gick med .*inbjudningslänk.*", "Du lades till", "{n} lade till dig", "{n} tog bort dig"),
         short_events=("{n} lade till {n}", "{n} lämnade", "{n} tog bort {n}", "{n} gick med"),
@@ -376,7 +384,8 @@ LOCALES: dict[str, Locale] = {
                       "Nieodebrane poł. wideo", "Nieodebrane połączenie wideo"),
         encrypted=(r"(?:twoje )?wiadomości (?:i|oraz) połączenia[^\n]*szyfr",),
         security_code=("Twój kod zabezpieczeń z użytkownikiem {n} zmienił się",),
-        events=(r"{n} utworzył\S* grupę {q}", r"Utworzył\S* grupę {q}", r"{n} zmienił\S* (?:temat|nazwę grupy)(?: z {q})? na {q}",
+        events=(r"{n} utworzył\S* grupę {q}", r"Utworzył\S* grupę {q}",
+                r"{n} zmienił\S* (?:temat|nazwę grupy)(?: z {q})? na {q}",
                 r"{n} zmienił\S* (?:ikonę|zdjęcie) (?:tej )?grupy", r"{n} zmienił\S* opis grupy",
                 r"{n} dołączył\S* .*link\S* z?aproszeni\S*.*", "Dodano Cię", r"{n} dodał\S* Cię", r"{n} usun\S* Cię"),
         short_events=(r"{n} dodał\S* {n}", r"{n} opuścił\S*(?: grupę)?", r"{n} usun\S* {n}", r"{n} dołączył\S*"),
@@ -404,13 +413,13 @@ def _collect(attribute: str) -> list:
 
 
 _END = r"\s*[.。!]?\s*$"
-_MEDIA_OMITTED = re.compile(rf"^(?:{_alternation(_collect('media_omitted'))})$", re.IGNORECASE)
-_OMITTED_BY_KIND = {
-    kind: re.compile(
-        rf"^<?(?:{_alternation(p for locale in LOCALES.values() for p in locale.omitted.get(kind, ()))})>?{_END}",
-        re.IGNORECASE)
-    for kind in _KINDS
-}
+_PLACEHOLDERS = {"media": _collect("media_omitted"),
+                 **{kind: [p for locale in LOCALES.values() for p in locale.omitted.get(kind, ())] for kind in _KINDS}}
+# One pattern, a named group per kind: "<Medien ausgeschlossen>" -> media, "imagen omitida" -> photo.
+_PLACEHOLDER = re.compile(
+    "^(?:" + "|".join(f"(?P<{kind}><?(?:{_alternation(strings)})>?)" for kind, strings in _PLACEHOLDERS.items())
+    + f"){_END}", re.IGNORECASE)
+_PLACEHOLDER_MAX = max(len(p) for strings in _PLACEHOLDERS.values() for p in strings) + 4
 # iOS: "<attached: 00000012-PHOTO-2021-06-26-10-16-30.jpg>", any language's label before the colon.
 ATTACHED_IOS = re.compile(
     rf"<(?:{_alternation(_collect('attached'))})\s?:\s(?P<file>[^<>\n]+)>", re.IGNORECASE)
@@ -420,11 +429,12 @@ ATTACHED_ANDROID = re.compile(
 # Android's own media file names, recognised whatever the label after them says.
 ANDROID_MEDIA_FILE = re.compile(r"^(?P<file>(?:IMG|VID|AUD|PTT|STK|DOC)-\d{8}-WA\d{4,}[^\s(]*)\s?\([^()\n]{2,40}\)",
                                 re.IGNORECASE)
-DOCUMENT_OMITTED_TAIL = re.compile(
-    rf"\s<?(?:{_alternation(p for locale in LOCALES.values() for p in locale.omitted.get('document', ()))})>?{_END}",
-    re.IGNORECASE)
+# iOS: "Lease.pdf • 3 pages document omitted"; endswith() on these first, as a search costs more.
+DOCUMENT_OMITTED_ENDINGS = tuple(p.casefold() for p in _PLACEHOLDERS["document"])
+DOCUMENT_OMITTED_TAIL = re.compile(rf"\s<?(?:{_alternation(_PLACEHOLDERS['document'])})>?{_END}", re.IGNORECASE)
 _DELETED_OR_CALL = re.compile(
     rf"^(?:{_alternation(_collect('deleted') + _collect('missed_calls'))}|null){_END}", re.IGNORECASE)
+_DELETED_OR_CALL_MAX = max(len(p) for p in _collect("deleted") + _collect("missed_calls")) + 4
 _ENCRYPTED = re.compile("|".join(f"^(?:{p})" for p in _collect("encrypted")), re.IGNORECASE)
 def _keyword(template: str) -> str:
     """The longest fixed run of words in a template (" created group "), to skip its regex cheaply."""
@@ -511,12 +521,8 @@ def media_kind_of_placeholder(line: str) -> str | None:
     """The media kind a whole-line placeholder stands for ("media" when the export does not say);
     None for an ordinary line."""
     line = line.strip()
-    if _MEDIA_OMITTED.match(line):
-        return "media"
-    for kind, pattern in _OMITTED_BY_KIND.items():
-        if pattern.match(line):
-            return kind
-    return None
+    placeholder = _PLACEHOLDER.match(line) if len(line) <= _PLACEHOLDER_MAX else None
+    return placeholder.lastgroup if placeholder else None
 
 
 def is_system_text(text: str, sender: str | None = None, chat_name: str | None = None) -> bool:
@@ -527,7 +533,8 @@ def is_system_text(text: str, sender: str | None = None, chat_name: str | None =
     if not text or "\n" in text.rstrip():
         return bool(text) and bool(_ENCRYPTED.match(text) or _SECURITY_CODE.match(text))
     probe = _probe(text)
-    if _DELETED_OR_CALL.match(text) or _ENCRYPTED.match(text) or _SECURITY_CODE.match(text, probe) \
+    if (len(text) <= _DELETED_OR_CALL_MAX and _DELETED_OR_CALL.match(text)) or _ENCRYPTED.match(text) \
+            or _SECURITY_CODE.match(text, probe) \
             or _EVENTS.match(text, probe):
         return True
     if sender is None:

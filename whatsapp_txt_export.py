@@ -44,8 +44,8 @@ from pathlib import PurePosixPath
 from typing import Callable
 
 from whatsapp_locales import (
-    ANDROID_MEDIA_FILE, ATTACHED_ANDROID, ATTACHED_IOS, DOCUMENT_OMITTED_TAIL, EDITED_SUFFIX, is_system_line,
-    is_system_text, media_kind_of_placeholder,
+    ANDROID_MEDIA_FILE, ATTACHED_ANDROID, ATTACHED_IOS, DOCUMENT_OMITTED_ENDINGS, DOCUMENT_OMITTED_TAIL,
+    EDITED_SUFFIX, is_system_line, is_system_text, media_kind_of_placeholder,
 )
 
 DATE_ORDERS = ("auto", "dayfirst", "monthfirst")
@@ -151,15 +151,16 @@ def clean_body(body: str, sender: str | None = None, chat_name: str | None = Non
     kind = media_kind_of_placeholder(first)
     if kind:
         return render_media(kind, after)
-    attached = ATTACHED_IOS.search(body)
+    attached = ATTACHED_IOS.search(body) if "<" in body else None
     if attached:
         caption = (body[: attached.start()] + " " + body[attached.end():]).strip()
         return render_media(media_kind_of_file(attached["file"]), caption)
-    attached = ATTACHED_ANDROID.match(first) or ANDROID_MEDIA_FILE.match(first)
+    attached = (ATTACHED_ANDROID.match(first) or ANDROID_MEDIA_FILE.match(first)) if "(" in first else None
     if attached:
         caption = (first[attached.end():] + "\n" + after).strip()
         return render_media(media_kind_of_file(attached["file"]), caption)
-    if DOCUMENT_OMITTED_TAIL.search(first):
+    if first.casefold().rstrip(" .。!>").endswith(DOCUMENT_OMITTED_ENDINGS) \
+            and DOCUMENT_OMITTED_TAIL.search(first):
         # iOS: "Lease.pdf • 3 pages document omitted": the name is the file's, not a caption.
         return render_media("document", after)
     if not body or is_system_text(body, sender, chat_name):
@@ -232,6 +233,8 @@ _QUOTE_CHARS = set("\"'“”„«»「」‘’")
 
 
 def _unbalanced_quotes(text: str) -> bool:
+    if _QUOTE_CHARS.isdisjoint(text):
+        return False
     return any(text.count(a) != text.count(b) for a, b in (("“", "”"), ("„", "“"), ("«", "»"), ("「", "」"))) \
         or text.count('"') % 2 == 1
 
