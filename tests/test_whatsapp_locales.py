@@ -269,6 +269,15 @@ def test_short_events_under_a_person_stay_messages():
     assert parsed(text, chat_name="Trip") == [(datetime(2021, 6, 26, 10, 0), "Maria", "João left")]
 
 
+def test_group_events_filed_under_the_group_in_other_wordings():
+    # Turkish rows as real exports word them, and Latin American Spanish "agregó".
+    rows = ["Ali, Veli kişisini ekledi", 'Ali, "Trip" grubunu oluşturdu', "Ali, grubun simgesini değiştirdi",
+            "Ali, davet bağlantısıyla katıldı", "Ali gruba eklendi", "Maria agregó a João", "Maria te agregó"]
+    text = "".join(f"26/06/2021, 10:0{i} - Trip: {row}\n" for i, row in enumerate(rows))
+    assert parsed(text + "26/06/2021, 10:09 - Ali: merhaba\n", chat_name="Trip") == [
+        (datetime(2021, 6, 26, 10, 9), "Ali", "merhaba")]
+
+
 def test_subject_with_a_colon_is_a_system_row_in_any_language():
     for row in ('Maria changed the subject from "a: b" to "c"', "Maria hat den Betreff von „a: b“ zu „c“ geändert",
                 "Maria vaihtoi aiheen ”a: b”", "Maria cambió el asunto de \"a: b\" a \"c\""):
