@@ -18,6 +18,9 @@ TokenCounter = Callable[[str], int]
 
 NOTES = "notes"
 MESSAGES = "messages"
+# metadata["date_origin"] of a note dated only by its file's modification time: when the file
+# was last touched (a sync, a clone), not when its content happened; date filters skip it.
+MTIME_ORIGIN = "mtime"
 
 
 @dataclass

@@ -660,6 +660,8 @@ class ChatSession:
         for number, hit in enumerate(self.last_hits, 1):
             # Chat names, senders and messages are other people's text: no terminal control.
             header = settings.terminal_safe(passage_header(number, hit).split(" ", 1)[1])
+            if hit.modified_at is not None:  # the last resort, shown here only: not a date of the note
+                header += f" | undated; file modified {hit.modified_at.astimezone().date().isoformat()}"
             if self.last_summary is not None:  # read in time order, not ranked: no score
                 lines.append(f"{number:2d}. {header}")
                 continue

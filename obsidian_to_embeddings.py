@@ -878,7 +878,7 @@ def note_info(relpath: str, raw_properties: dict, inline_tags: list[str], mtime:
             span = (start[0], (end or start)[1])
     if span is None and mtime is not None:
         moment = datetime.fromtimestamp(mtime).astimezone()
-        span, origin = (moment, moment), "mtime"
+        span, origin = (moment, moment), chunking.MTIME_ORIGIN
     if span is None:
         origin = None
     return NoteInfo(title, properties, tags, aliases, people, span[0] if span else None,

@@ -23,7 +23,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import settings
-from chunking import MESSAGES, NOTES
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES
 
 if TYPE_CHECKING:  # heavy modules load only when a search runs
     from embedding_generator_multilingual import Embedder
@@ -126,6 +126,7 @@ class Hit:
     vector_rank: int | None = None
     text_rank: int | None = None
     chunk_id: int | None = None
+    modified_at: datetime | None = None  # a note's file time, when it has no date of its own
 
     def to_json(self) -> dict:
         """A JSON-safe dict (datetimes as ISO 8601 strings)."""
@@ -243,33 +244,42 @@ def _filter_sql(request: SearchRequest, params: dict):
     """The WHERE condition for the request's filters (None when unfiltered) and what it applies."""
     from psycopg import sql
 
-    from store import fold_text
+    from store import REAL_DATE, fold_text
 
     conditions = []
     applied: dict = {}
     since = _as_bound(request.since, end=False)
     until = _as_bound(request.until, end=True)
-    # The chunk's [started_at, ended_at] span overlaps the requested range.
+    # The chunk's [started_at, ended_at] span overlaps the requested range (the store keeps both
+    # ends of every dated span). Plain column comparisons, so the indexes chunks_started and
+    # chunks_ended serve them; a date from a file's modification time is no date here.
     if since is not None:
         params["since"] = since
-        conditions.append(sql.SQL("coalesce(ended_at, started_at) >= %(since)s"))
+        conditions.append(sql.SQL("ended_at >= %(since)s"))
         applied["since"] = since.isoformat()
     if until is not None:
         params["until"] = until
-        conditions.append(sql.SQL("coalesce(started_at, ended_at) <= %(until)s"))
+        conditions.append(sql.SQL("started_at <= %(until)s"))
         applied["until"] = until.isoformat()
+    if since is not None or until is not None:
+        conditions.append(sql.SQL(REAL_DATE))
     names = [fold_text(p).strip() for p in request.people]
     names = [" ".join(n.split()) for n in names if n.strip()]
     if names:
-        # Whole-word match inside a participant's name, or the name mentioned in the text.
-        params["name_patterns"] = [f"% {_like_escape(n)} %" for n in names]
-        params["name_phrases"] = names
-        conditions.append(sql.SQL(
-            "(EXISTS (SELECT 1 FROM unnest(people_folded) AS p, unnest(%(name_patterns)s::text[]) AS pat "
-            "WHERE ' ' || p || ' ' LIKE pat)"
-            " OR EXISTS (SELECT 1 FROM unnest(%(name_phrases)s::text[]) AS n "
-            "WHERE tsv @@ phraseto_tsquery('simple', n)))"
-        ))
+        # Whole words inside a participant's name (the GIN index on people_words finds the
+        # candidates, LIKE checks the words are together in one name), or the name mentioned in
+        # the text (the GIN index on tsv).
+        alternatives = []
+        for i, name in enumerate(names):
+            params[f"name_words_{i}"] = name.split()
+            params[f"name_pattern_{i}"] = f"% {_like_escape(name)} %"
+            params[f"name_phrase_{i}"] = name
+            alternatives.append(sql.SQL(
+                "(people_words @> {words}::text[] AND EXISTS (SELECT 1 FROM unnest(people_folded) AS p "
+                "WHERE ' ' || p || ' ' LIKE {pattern})) OR tsv @@ phraseto_tsquery('simple', {phrase})").format(
+                words=sql.Placeholder(f"name_words_{i}"), pattern=sql.Placeholder(f"name_pattern_{i}"),
+                phrase=sql.Placeholder(f"name_phrase_{i}")))
+        conditions.append(sql.SQL("({})").format(sql.SQL(" OR ").join(alternatives)))
         applied["people"] = list(request.people)
     if request.source_kind:
         if request.source_kind not in SOURCE_KINDS:
@@ -341,7 +351,7 @@ def _count_at_most(store: "Store", where, params: dict, limit: int) -> int:
 def _row_to_hit(row, mode: str) -> Hit:
     values = dict(zip(_HIT_COLUMNS, row[: len(_HIT_COLUMNS)]))
     similarity, fused, vector_rank, text_rank = row[len(_HIT_COLUMNS):]
-    return Hit(
+    hit = Hit(
         content=values["content"], source=values["source"], score=float(similarity),
         doc_id=values["doc_id"], source_kind=values["source_kind"], title=values["title"],
         heading=values["heading"], chat_name=values["chat_name"], chat_id=values["chat_id"],
@@ -350,6 +360,11 @@ def _row_to_hit(row, mode: str) -> Hit:
         fused_score=float(fused) if mode == "hybrid" else None,
         vector_rank=vector_rank, text_rank=text_rank, chunk_id=values["id"],
     )
+    if hit.metadata.get("date_origin") == MTIME_ORIGIN:
+        # When the file was last touched is no date of its content: the prompt, the sources
+        # and the period summaries see an undated passage, /sources shows it as a last resort.
+        hit.modified_at, hit.started_at, hit.ended_at = hit.started_at, None, None
+    return hit
 
 
 def diversify(hits: list[Hit], k: int, per_document: int = MAX_CHUNKS_PER_DOCUMENT) -> list[Hit]:

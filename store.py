@@ -20,7 +20,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 import settings
-from chunking import Chunk
+from chunking import MTIME_ORIGIN, Chunk
 
 SCHEMA_VERSION = "1"
 # Advisory lock keys (arbitrary constants owned by this project).
@@ -34,14 +34,17 @@ INDEX_TABLES = ("chunks", "documents", "index_meta")
 
 CHUNK_COLUMNS = (
     "doc_id", "source_kind", "source", "content_hash", "text_hash", "content", "title", "heading",
-    "chat_name", "chat_id", "people", "people_folded", "tags", "started_at", "ended_at",
-    "metadata", "search_text", "embedding",
+    "chat_name", "chat_id", "people", "people_folded", "people_words", "tags", "started_at", "ended_at",
+    "date_origin", "metadata", "search_text", "embedding",
 )
 CHUNK_COPY_TYPES = (
     "text", "text", "text", "text", "text", "text", "text", "text",
-    "text", "text", "text[]", "text[]", "text[]", "timestamptz", "timestamptz",
-    "jsonb", "text", "vector",
+    "text", "text", "text[]", "text[]", "text[]", "text[]", "timestamptz", "timestamptz",
+    "text", "jsonb", "text", "vector",
 )
+# Date filters skip dates from a file's modification time (chunking.MTIME_ORIGIN). Written out
+# in the filter SQL and in the partial indexes alike, so the planner can match the two.
+REAL_DATE = f"date_origin IS DISTINCT FROM '{MTIME_ORIGIN}'"
 
 
 def fold_text(text: str) -> str:
@@ -306,9 +309,11 @@ class Store:
                 chat_id text,
                 people text[] NOT NULL DEFAULT '{{}}',
                 people_folded text[] NOT NULL DEFAULT '{{}}',
+                people_words text[] NOT NULL DEFAULT '{{}}',
                 tags text[] NOT NULL DEFAULT '{{}}',
                 started_at timestamptz,
                 ended_at timestamptz,
+                date_origin text,
                 metadata jsonb NOT NULL DEFAULT '{{}}',
                 search_text text NOT NULL,
                 tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', search_text)) STORED,
@@ -322,10 +327,14 @@ class Store:
             cur.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE PLAIN")
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv)")
-        cur.execute("CREATE INDEX IF NOT EXISTS chunks_time ON chunks (started_at, ended_at)")
-        cur.execute("CREATE INDEX IF NOT EXISTS chunks_people ON chunks USING gin (people_folded)")
         _migrate_text_hash(cur)
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks (text_hash)")
+        _migrate_chunk_filters(cur)
+        # What the date and person filters use (retrieve_related_content_from_db._filter_sql):
+        # each bound of a date range, real dates only, and the words of people's names.
+        cur.execute(f"CREATE INDEX IF NOT EXISTS chunks_started ON chunks (started_at) WHERE {REAL_DATE}")
+        cur.execute(f"CREATE INDEX IF NOT EXISTS chunks_ended ON chunks (ended_at) WHERE {REAL_DATE}")
+        cur.execute("CREATE INDEX IF NOT EXISTS chunks_people_words ON chunks USING gin (people_words)")
 
     def drop_all(self) -> None:
         """Remove the whole index (tables and meta); the next ensure_schema starts fresh."""
@@ -579,6 +588,36 @@ def _migrate_document_paths(cur) -> None:
     cur.execute("ALTER TABLE documents DROP COLUMN path")
 
 
+def _migrate_chunk_filters(cur) -> None:
+    """An index from before the filters could use an index: add `people_words` and
+    `date_origin`, fill them from what is stored, give every dated chunk both ends of its span,
+    and drop the two indexes no filter could use; in place, inside the schema transaction."""
+    from psycopg import sql
+
+    legacy = cur.execute(
+        "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(format('%I.%I', current_schema(), 'chunks')) "
+        "AND attname = 'people_words' AND NOT attisdropped").fetchone()
+    if legacy:
+        return
+    cur.execute("ALTER TABLE chunks ADD COLUMN IF NOT EXISTS people_words text[] NOT NULL DEFAULT '{}', "
+                "ADD COLUMN IF NOT EXISTS date_origin text")
+    cur.execute(
+        r"""UPDATE chunks SET
+              people_words = ARRAY(SELECT DISTINCT w FROM unnest(people_folded) AS p,
+                                   regexp_split_to_table(p, '\s+') AS w WHERE w <> '' ORDER BY w),
+              date_origin = metadata->>'date_origin',
+              started_at = coalesce(started_at, ended_at), ended_at = coalesce(ended_at, started_at)""")
+    schema = cur.execute("SELECT current_schema()").fetchone()[0]
+    for name in ("chunks_time", "chunks_people"):
+        cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, name)))
+
+
+def name_words(names: Iterable[str]) -> list[str]:
+    """The distinct folded words of people's names, what the person filter's index holds:
+    `name_words(["Maria Silva", "José"]) == ["jose", "maria", "silva"]`."""
+    return sorted({word for name in names for word in fold_text(_no_nul(name) or "").split()})
+
+
 def same_model(stored_name: str, stored_folder: str | None, name: str, folder: str | None) -> bool:
     """True when two model spellings are one model: equal names, or the same resolved folder.
 
@@ -603,11 +642,15 @@ def chunk_row(chunk: Chunk, vector: np.ndarray) -> list:
     from psycopg.types.json import Jsonb
 
     search_text = fold_text(" ".join(filter(None, [chunk.text, chunk.chat_name, *chunk.people])))
+    # Both ends of a dated span are stored, so each date bound is a plain column comparison.
+    started, ended = _aware(chunk.started_at or chunk.ended_at), _aware(chunk.ended_at or chunk.started_at)
+    origin = chunk.metadata.get("date_origin")
     return [
         chunk.doc_id, chunk.source_kind, chunk.source, chunk.content_hash, chunk.text_hash, _no_nul(chunk.text),
         _no_nul(chunk.title), _no_nul(chunk.heading), _no_nul(chunk.chat_name), _no_nul(chunk.chat_id),
         [_no_nul(p) for p in chunk.people], [fold_text(_no_nul(p)) for p in chunk.people],
-        [_no_nul(t) for t in chunk.tags], _aware(chunk.started_at), _aware(chunk.ended_at),
+        name_words(chunk.people), [_no_nul(t) for t in chunk.tags], started, ended,
+        origin if isinstance(origin, str) else None,
         Jsonb(_json_safe(chunk.metadata)), _no_nul(search_text), np.asarray(vector, dtype=np.float32),
     ]
 

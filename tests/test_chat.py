@@ -134,6 +134,17 @@ def test_length_limit_is_noted():
     assert "(answer cut at the length limit of 40 tokens" in out.getvalue()
 
 
+def test_a_file_time_is_shown_in_sources_only_never_as_the_notes_date():
+    cloned = make_hit("dated by its file only", source="<obsidian>:Cloned", when=None)
+    cloned.modified_at = datetime(2024, 5, 2, 12, tzinfo=timezone.utc)
+    session, llm, _, out, _ = session_with([KEEPER_JSON, "Nothing dated."], hits=[cloned])
+    session.ask("What did I do in May 2024?")
+    sent = answer_call(llm)["messages"][-1]["content"]
+    assert "[1] <obsidian>:Cloned\n" in sent and "2024-05-02" not in sent
+    assert "sources: [1] <obsidian>:Cloned" in out.getvalue() and "2024-05-02" not in out.getvalue()
+    assert "<obsidian>:Cloned | undated; file modified 2024-05-02" in session.describe_sources()
+
+
 def test_passages_that_did_not_fit_are_not_called_none_found():
     hits = [make_hit(f"passage {i} " + "word " * 400, score=0.9 - i / 10) for i in range(3)]
     session, llm, _, out, err = session_with([KEEPER_JSON, "I cannot tell."], hits=hits, context_window=1200)

@@ -184,6 +184,87 @@ def test_person_filter_matches_names_case_and_accent_insensitively_by_whole_word
     assert found("jose", "mariana") == ["<whatsapp>:JOSÉ", "<whatsapp>:Mariana"]  # any of the people
 
 
+def test_a_date_from_the_files_modification_time_is_no_date_for_the_filters(db):
+    # After a clone or a sync every undated note gets the same file time: it must not pass for
+    # the day the note is about.
+    synced = datetime(2021, 6, 15, 12, tzinfo=UTC)
+    chunks = [
+        note("2021-06-15", "daily note", started_at=synced, ended_at=synced, metadata={"date_origin": "filename"}),
+        note("Trip", "frontmatter date", started_at=synced, ended_at=synced, metadata={"date_origin": "frontmatter"}),
+        note("Cloned", "dated by its file only", started_at=synced, ended_at=synced, metadata={"date_origin": "mtime"}),
+    ]
+    fill(db, chunks, [at_cosine(0.9 - i / 10) for i in range(len(chunks))])
+    june = SearchRequest("note", since=datetime(2021, 6, 1, tzinfo=UTC), until=datetime(2021, 6, 30, tzinfo=UTC))
+    assert sorted(sources(retrieval.search(db, FakeEmbedder(), june))) == ["<obsidian>:2021-06-15", "<obsidian>:Trip"]
+    everything = {hit.source: hit for hit in retrieval.search(db, FakeEmbedder(), SearchRequest("note")).hits}
+    cloned = everything["<obsidian>:Cloned"]
+    # The passage reaches the prompt undated; the file time is kept for /sources only.
+    assert cloned.started_at is None and cloned.ended_at is None and cloned.modified_at == synced
+    assert everything["<obsidian>:Trip"].started_at == synced and everything["<obsidian>:Trip"].modified_at is None
+
+
+def filter_plan(db: store.Store, request: SearchRequest) -> str:
+    """EXPLAIN of the rows the request's filters select, with sequential scans priced out: an
+    index shows up in the plan exactly when it can serve the filter."""
+    from psycopg import sql
+
+    params: dict = {}
+    where, _ = retrieval._filter_sql(request, params)
+    with db.conn.transaction():
+        db.conn.execute("SET LOCAL enable_seqscan = off")
+        rows = db.conn.execute(sql.SQL("EXPLAIN SELECT id FROM chunks WHERE {}").format(where), params).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_date_and_person_filters_are_served_by_their_indexes(db):
+    chunks = [chat_chunk(f"Chat {i}", f"message {i}", [f"Person{i} Surname", "Me"], datetime(2021, 1 + i % 12, 1, tzinfo=UTC))
+              for i in range(200)]
+    fill(db, chunks, [at_cosine(0.5, i) for i in range(len(chunks))])
+    june = datetime(2021, 6, 1, tzinfo=UTC)
+    assert "chunks_ended" in filter_plan(db, SearchRequest("x", since=june))
+    assert "chunks_started" in filter_plan(db, SearchRequest("x", until=june))
+    both = filter_plan(db, SearchRequest("x", since=june, until=datetime(2021, 6, 30, tzinfo=UTC)))
+    assert "chunks_started" in both or "chunks_ended" in both
+    people = filter_plan(db, SearchRequest("x", people=["person7 surname", "Ana"]))
+    assert "chunks_people_words" in people and "chunks_tsv" in people, people
+    for plan in (both, people):
+        assert "Seq Scan" not in plan, plan
+
+
+def test_an_index_from_before_is_migrated_in_place(database_url):
+    with store.Store(database_url) as db:
+        db.ensure_schema(FakeEmbedder.name, DIM)
+        # Roll the schema back to what older versions created, with rows written by them.
+        db.conn.execute("ALTER TABLE chunks DROP COLUMN people_words, DROP COLUMN date_origin")
+        db.conn.execute("DROP INDEX IF EXISTS chunks_started, chunks_ended, chunks_people_words")
+        db.conn.execute("CREATE INDEX chunks_time ON chunks (started_at, ended_at)")
+        db.conn.execute("CREATE INDEX chunks_people ON chunks USING gin (people_folded)")
+        when = datetime(2021, 6, 15, tzinfo=UTC)
+        for source, people, started, ended, origin in (
+                ("<whatsapp>:Maria", ["maria silva", "me"], when, None, None),
+                ("<obsidian>:Cloned", [], None, when, "mtime")):
+            db.conn.execute(
+                "INSERT INTO chunks (doc_id, source_kind, source, content_hash, content, people, people_folded, "
+                "started_at, ended_at, metadata, search_text, embedding) VALUES (%s, 'notes', %s, 'h', 'text', "
+                "%s, %s, %s, %s, %s, 'text', %s)",
+                (source, source, people, people, started, ended,
+                 psycopg.types.json.Jsonb({"date_origin": origin} if origin else {}), unit([1, 0, 0, 0])))
+        db.conn.commit()
+    with store.Store(database_url) as db:
+        db.ensure_schema(FakeEmbedder.name, DIM)
+        rows = db.conn.execute("SELECT source, people_words, started_at, ended_at, date_origin FROM chunks "
+                               "ORDER BY source").fetchall()
+        assert rows == [("<obsidian>:Cloned", [], when, when, "mtime"),
+                        ("<whatsapp>:Maria", ["maria", "me", "silva"], when, when, None)]
+        indexes = {r[0] for r in db.conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'chunks'")}
+        assert {"chunks_started", "chunks_ended", "chunks_people_words"} <= indexes
+        assert not {"chunks_time", "chunks_people"} & indexes
+        db.conn.commit()
+        june = SearchRequest("x", since=datetime(2021, 6, 1, tzinfo=UTC), people=["Maria Silva"])
+        result = retrieval.search(db, FakeEmbedder(), june)
+        assert sources(result) == ["<whatsapp>:Maria"] and not result.fell_back
+
+
 def test_source_kind_filter(db):
     chunks = [note("N1", "alpha"), chat_chunk("C1", "alpha", ["Bo"], datetime(2021, 1, 1, tzinfo=UTC)),
               note("N2", "beta")]
