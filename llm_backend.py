@@ -627,6 +627,27 @@ class MLXChatModel(ChatModel):
         return len(tokens)
 
 
+def restore_system_prompt_caches(llm: ChatModel, systems: dict[str, list[dict]], folder: Path) -> str:
+    """--prompt-cache: load each system prompt's KV cache from `folder` (`answer.safetensors`...),
+    or process the prompt and save it there when the file is missing or was made for another
+    model or prompt. Returns a one-line note for the user."""
+    if not hasattr(llm, "load_prompt_cache"):
+        return f"--prompt-cache works with the MLX backend only; the {llm.backend} backend ignores it"
+    loaded, made = [], []
+    for kind, messages in systems.items():
+        path = folder / f"{kind}.safetensors"
+        if llm.load_prompt_cache(path, messages):
+            loaded.append(kind)
+            continue
+        try:
+            llm.save_prompt_cache(path, messages)
+        except (OSError, RuntimeError) as err:  # a full disk or a read-only folder: the chat goes on
+            return f"could not save the system prompt cache in {folder} ({err}); the chat runs without it"
+        made.append(kind)
+    parts = ([f"{' and '.join(loaded)} loaded"] if loaded else []) + ([f"{' and '.join(made)} saved"] if made else [])
+    return f"system prompt cache: {', '.join(parts)} in {folder}"
+
+
 # ---------------------------------------------------------------- loading
 
 

@@ -61,6 +61,7 @@ MAX_PEOPLE_SHOWN = 6
 PERSONA_TYPO_CUTOFF = 0.7  # difflib ratio: "philosofer" vs "philosopher" is 0.86
 HISTORY_FILE = "chat_history"  # readline history, in the data folder
 HISTORY_LENGTH = 1000
+PROMPT_CACHE_FOLDER = "prompt_cache"  # --prompt-cache, in the data folder
 
 SYSTEM_PROMPT = """{persona}
 
@@ -625,6 +626,13 @@ class ChatSession:
         hit = self.last_hits[number - 1]
         return settings.terminal_safe(f"{passage_header(number, hit)}\n{hit.content.strip()}")
 
+    def system_messages(self, today: date) -> dict[str, list[dict]]:
+        """The system message each answer and each keeper prompt begins with, as sent."""
+        from formulate_query_for_retrieving_content import keeper_messages
+
+        return {"answer": [{"role": "system", "content": self.llm.neutralise(system_prompt(self.persona, today))}],
+                "keeper": keeper_messages([{"role": "user", "content": ""}], today, self.llm.neutralise)[:1]}
+
     def forget_prompt_caches(self) -> None:
         """Drop the model's cached prompts: nothing of the old conversation stays in memory."""
         reset = getattr(self.llm, "reset_cache", None)  # the test fakes have no cache
@@ -822,6 +830,8 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="PostgreSQL URL (DATABASE_URL); unset: the embedded server")
     parser.add_argument("--data-dir", help="data folder (PERSONAL_LLM_DATA_DIR)")
     parser.add_argument("--embedding-model", help="hub id or folder (EMBEDDING_MODEL); the one used to ingest")
+    parser.add_argument("--prompt-cache", action="store_true",
+                        help="MLX: keep the system prompts' KV cache in the data folder, loaded at start")
     return parser
 
 
@@ -906,6 +916,12 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     session = ChatSession(llm, retriever, persona, k=k, max_tokens=max_tokens,
                           temperature=max(0.0, args.temperature), out=stdout, err=stderr, max_batches=max_batches,
                           dim=stdout.isatty() and not os.environ.get("NO_COLOR"))
+    if args.prompt_cache:
+        from llm_backend import restore_system_prompt_caches
+
+        note = restore_system_prompt_caches(llm, session.system_messages(date.today()),
+                                            settings.data_dir(args.data_dir) / PROMPT_CACHE_FOLDER)
+        print(f"note: {note}", file=stderr, flush=True)
     save_history = lambda: None  # noqa: E731
     if interactive:
         save_history = setup_readline(settings.data_dir(args.data_dir) / HISTORY_FILE)

@@ -315,3 +315,35 @@ def test_bad_dtype_setting_is_one_clear_error(monkeypatch, tiny_llama_dir):
     monkeypatch.setenv("LLM_DTYPE", "fp8")
     with pytest.raises(settings.UserError, match="LLM_DTYPE='fp8' is not one of auto, float32, bfloat16, float16"):
         load_llm("transformers", str(tiny_llama_dir))
+
+
+def test_prompt_cache_file_is_saved_then_loaded_for_the_same_model_and_prompt(tmp_path, tiny_llama_dir):
+    import io
+
+    import main
+
+    folder, data = tmp_path / "cache", tmp_path / "data"
+    first = load_llm("mlx", str(tiny_llama_dir))
+    note = llm_backend.restore_system_prompt_caches(first, {"answer": MESSAGES[:1]}, folder)
+    assert note == f"system prompt cache: answer saved in {folder}"
+    expected = "".join(first.stream(MESSAGES, max_tokens=8))
+
+    second = load_llm("mlx", str(tiny_llama_dir))
+    note = llm_backend.restore_system_prompt_caches(second, {"answer": MESSAGES[:1]}, folder)
+    assert note == f"system prompt cache: answer loaded in {folder}"
+    assert "".join(second.stream(MESSAGES, max_tokens=8)) == expected  # greedy, from the loaded cache
+    assert second.last_prompt_processed == second.last_prompt_tokens - len(second.prefix_ids(MESSAGES[:1]))
+    other = [{"role": "system", "content": "Another persona."}]
+    assert second.load_prompt_cache(folder / "answer.safetensors", other) == 0  # made for another prompt
+
+    # The chat's flag: both system prompts saved on the first run, loaded on the next.
+    for word in ("saved", "loaded"):
+        err = io.StringIO()
+        main.main(["--prompt-cache", "--data-dir", str(data)], llm=load_llm("mlx", str(tiny_llama_dir)),
+                  retriever=FakeRetriever([make_hit("Kyoto")]), stdin=io.StringIO("Kyoto?\n"),
+                  stdout=io.StringIO(), stderr=err)
+        assert f"note: system prompt cache: answer and keeper {word} in {data / 'prompt_cache'}" in err.getvalue()
+    err = io.StringIO()
+    main.main(["--prompt-cache", "--data-dir", str(data)], llm=load_llm("transformers", str(tiny_llama_dir)),
+              retriever=FakeRetriever(), stdin=io.StringIO(""), stdout=io.StringIO(), stderr=err)
+    assert "--prompt-cache works with the MLX backend only" in err.getvalue()
