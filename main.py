@@ -510,8 +510,13 @@ class ChatSession:
         reader = getattr(self.retriever, "window", None)
         if reader is None:
             raise settings.UserError("this chat's retriever cannot read a whole window")
+        from retrieve_related_content_from_db import EmptyIndexError
+
         try:
             passages = reader(request)
+        except EmptyIndexError:
+            self._status(f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages")
+            return turn
         except DatabaseDown as err:
             self._status(f"warning: {err}; this message was not answered, send it again to retry")
             return turn
@@ -728,13 +733,16 @@ class StoreRetriever:
             raise DatabaseDown(f"the database is not reachable ({first})")
 
     def window(self, request: "SearchRequest") -> list["Hit"]:
-        """Every passage of the request's window, oldest first; raises DatabaseDown."""
+        """Every passage of the request's window, oldest first; raises DatabaseDown, and
+        EmptyIndexError before anything was ingested."""
         import psycopg
 
-        from retrieve_related_content_from_db import window_passages
+        from retrieve_related_content_from_db import EMPTY_INDEX_HINT, EmptyIndexError, window_passages
 
         store = self._open()
         try:
+            if store.count_chunks() == 0:  # no table yet is not a database failure
+                raise EmptyIndexError(EMPTY_INDEX_HINT)
             return window_passages(store, request)
         except psycopg.Error as err:
             self._drop()

@@ -290,6 +290,18 @@ def test_summary_setting_is_read_by_the_chat(monkeypatch):
 # ---------------------------------------------------------------- the real stack
 
 
+def test_summary_on_a_database_never_ingested_into_gives_the_ingestion_hint(database_url):
+    from main import StoreRetriever
+
+    out, err = io.StringIO(), io.StringIO()
+    llm = FakeLLM()
+    session = ChatSession(llm, StoreRetriever(database_url, embedder=None), resolve_persona(), out=out, err=err,
+                          today=TODAY)
+    session.command("/summary 2023-05")
+    assert "note: the index is empty; run " in err.getvalue() and "create_and_persist_embeddings.py" in err.getvalue()
+    assert "not reachable" not in err.getvalue() and llm.calls == []
+
+
 def test_real_tiny_model_and_database_summarise_a_month(database_url, embedder, embedding_model_path,
                                                          tiny_llama_dir):
     from chunking import Chunk
