@@ -39,7 +39,7 @@ from chunking import Chunk, Document, SourceUnreadable
 
 if TYPE_CHECKING:  # heavy modules load only when a run needs them
     from embedding_generator_multilingual import Embedder
-    from store import Store
+    from store import ForgetList, Store
 
 SOURCES = ("obsidian", "whatsapp")
 SOURCE_SETTINGS = {"obsidian": "OBSIDIAN_VAULT_PATH", "whatsapp": "WHATSAPP_WORKING_PATH"}
@@ -82,6 +82,7 @@ class Summary:
     chunks_total: int = 0  # chunks in the index after the run
     chunks_embedded: int = 0
     chunks_reused: int = 0  # written with the stored vector of the same text (a moved note)
+    chunks_forgotten: int = 0  # kept out by the forget list (--forget)
     chunks_deleted: int = 0
     seconds: float = 0.0
     chunks_per_second: float = 0.0
@@ -241,6 +242,7 @@ class _Item:
     stale: set[str] = field(default_factory=set)
     vanished: list[str] = field(default_factory=list)  # doc ids to delete
     reused: list[tuple[Chunk, object]] = field(default_factory=list)  # new chunks with a stored vector
+    forgotten: list[tuple[str, str]] = field(default_factory=list)  # (rule, text hash) kept out
 
 
 _DONE = object()
@@ -300,6 +302,9 @@ class _Pipeline:
         self.to_write: queue.Queue = queue.Queue(maxsize=queue_items)
         self.stop = threading.Event()
         self.allow_mass_deletion: set[str] = set()  # sources whose vanished documents go however many
+        from store import ForgetList
+
+        self.forget_list = ForgetList()  # what --forget keeps out, read when the run starts
         self.errors: list[BaseException] = []
         self.threads = [
             threading.Thread(target=self._guard, args=(self._embed_loop,), name="embed", daemon=True),
@@ -373,6 +378,9 @@ class _Pipeline:
                     pending_chunks += len(item.reused)
                 if item.document is not None:
                     doc = item.document
+                    for rule in {rule for rule, _ in item.forgotten}:
+                        store.record_forgotten(rule, [(text_hash, doc.doc_id) for r, text_hash in item.forgotten
+                                                      if r == rule])
                     summary.chunks_deleted += store.delete_chunks(doc.doc_id, item.stale)
                     store.record_document(doc.doc_id, doc.source_kind, doc.fingerprint, item.chunk_count, doc.paths)
                     pending_chunks += 1
@@ -453,6 +461,10 @@ class _Pipeline:
                 count("kept" if doc_id in stored else "skipped")
                 continue
             count("changed" if doc_id in stored else "new")
+            forgotten: list[tuple[str, str]] = []
+            if self.forget_list:
+                chunks, forgotten = keep_out_forgotten(chunks, self.forget_list)
+                summary.chunks_forgotten += len(forgotten)
             old = reader.stored_hashes(doc_id)
             fresh = [chunk for chunk in chunks if chunk.content_hash not in old]
             stale = old - {chunk.content_hash for chunk in chunks}
@@ -461,8 +473,8 @@ class _Pipeline:
             pieces = [fresh[i:i + self.embed_group] for i in range(0, len(fresh), self.embed_group)] or [[]]
             for piece in pieces[:-1]:
                 _put(self.to_embed, _Item(name, doc_id, piece), self.stop)
-            _put(self.to_embed, _Item(name, doc_id, pieces[-1], document, len(chunks), stale, reused=reused),
-                 self.stop)
+            _put(self.to_embed, _Item(name, doc_id, pieces[-1], document, len(chunks), stale, reused=reused,
+                                      forgotten=forgotten), self.stop)
         # The source was read to its end: whatever it no longer yields is gone from it.
         vanished = sorted(doc_id for doc_id in set(stored) - seen if not from_unreadable_file(doc_id))
         kept_unseen = len(set(stored) - seen) - len(vanished)  # stored from a file unreadable now
@@ -495,6 +507,18 @@ class _Pipeline:
                 thread.join(timeout=_POLL_SECONDS)
         if self.errors and not failed:
             raise self.errors[0]
+
+
+def keep_out_forgotten(chunks: list[Chunk], forget_list: "ForgetList") -> tuple[list[Chunk], list[tuple[str, str]]]:
+    """(chunks to index, [(rule, text hash)] of those the forget list keeps out)."""
+    kept, forgotten = [], []
+    for chunk in chunks:
+        rule = forget_list.rule_for(chunk)
+        if rule is None:
+            kept.append(chunk)
+        else:
+            forgotten.append((rule, chunk.text_hash))
+    return kept, forgotten
 
 
 def split_known_vectors(chunks: list[Chunk], reader: "Store") -> tuple[list[Chunk], list[tuple[Chunk, object]]]:
@@ -560,6 +584,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
 
     pipeline = _Pipeline(store, embedder, progress, summary, embed_group, queue_items, commit_chunks, commit_seconds)
     pipeline.allow_mass_deletion = set(summary.pruned) & set(sources)
+    pipeline.forget_list = store.forget_list()
     reader = Store(store.url, store.search_path)  # a rebuild's reads see the new tables
     reader.conn.autocommit = True  # reads must hold no locks that DDL or the writer could wait on
     failed = True
@@ -714,21 +739,35 @@ def list_index(store: "Store", source_prefix: str = "", as_json: bool = False, o
 
 
 def forget(store: "Store", source_prefix: str) -> tuple[int, int]:
-    """Delete the chunks whose source starts with `source_prefix`, and their documents' rows
-    (so a later run re-reads those documents); returns (chunks, documents)."""
+    """Forget for good: add `source_prefix` to the forget list and delete the chunks it covers
+    (see `Store.forget`); later runs keep them out while the source still holds them.
+    Returns (chunks, documents)."""
     if not source_prefix:
         raise settings.UserError("--forget needs a non-empty source prefix, e.g. \"<whatsapp>:Maria\"; "
                                  "use --rebuild to empty the whole index")
-    if not _table_exists(store, "chunks"):
-        return 0, 0
-    with store.transaction():
-        rows = store.conn.execute(
-            "DELETE FROM chunks WHERE starts_with(source, %s) RETURNING doc_id", (source_prefix,)
-        ).fetchall()
-        doc_ids = sorted({row[0] for row in rows})
-        if doc_ids:
-            store.conn.execute("DELETE FROM documents WHERE doc_id = ANY(%s)", (doc_ids,))
-    return len(rows), len(doc_ids)
+    return store.forget(source_prefix)
+
+
+def unforget(store: "Store", source_prefix: str) -> int:
+    """Take `source_prefix` off the forget list; returns how many documents the next run reads again."""
+    documents = store.unforget(source_prefix)
+    if documents is None:
+        raise settings.UserError(f"{source_prefix!r} is not on the forget list; "
+                                 "--list --forgotten shows what is (give the prefix exactly)")
+    return documents
+
+
+def list_forgotten(store: "Store", as_json: bool = False, out=None) -> int:
+    """Print the forget list, one rule per line (prefix, when, texts kept out); returns the count."""
+    out = out or sys.stdout
+    rules = store.forget_rules()
+    for prefix, when, texts in rules:
+        if as_json:
+            out.write(json.dumps({"prefix": prefix, "forgotten_at": when.isoformat(), "texts": texts},
+                                 ensure_ascii=False) + "\n")
+        else:
+            out.write(f"{prefix}\t{when.astimezone():%Y-%m-%d %H:%M}\t{texts} passages kept out\n")
+    return len(rules)
 
 
 # ---------------------------------------------------------------- command line
@@ -754,7 +793,13 @@ def setup_arg_parser() -> argparse.ArgumentParser:
                              "SOURCE's path (--obsidian/--whatsapp): delete whatever vanished from it, "
                              "however much (a source that lost most of its documents is otherwise kept)")
     parser.add_argument("--forget", metavar="SOURCE_PREFIX",
-                        help='delete the chunks whose source starts with this, e.g. "<whatsapp>:Maria", and stop')
+                        help='delete the chunks whose source starts with this, e.g. "<whatsapp>:Maria", and keep '
+                             'them out of later runs too (a forget list, undone by --unforget), and stop')
+    parser.add_argument("--unforget", metavar="SOURCE_PREFIX",
+                        help="take a prefix off the forget list (--list --forgotten shows it); the next run "
+                             "indexes its passages again, and stop")
+    parser.add_argument("--forgotten", action="store_true",
+                        help="with --list: print the forget list instead of the passages")
     parser.add_argument("--list", action="store_true",
                         help="print what the index holds, one chunk per line (source, document, time span, text)")
     parser.add_argument("--source-prefix", default="", metavar="PREFIX",
@@ -793,6 +838,21 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     """The work behind `main`, once the arguments are parsed."""
     from store import open_store
 
+    if args.list and args.forgotten:
+        with open_store(args.database_url, args.data_dir) as db:
+            count = list_forgotten(db, as_json=args.json)
+        if not count and not args.json:
+            say("nothing is on the forget list")
+        return 0
+    if args.unforget is not None:
+        with open_store(args.database_url, args.data_dir) as db:
+            acquire_writer_lock(db, not args.no_wait, say)
+            documents = unforget(db, args.unforget)
+        if args.json:
+            print(json.dumps({"unforgotten": args.unforget, "documents_to_read_again": documents}))
+        else:
+            print(f"{args.unforget!r} is off the forget list; the next ingestion reads {documents} documents again")
+        return 0
     if args.list:
         with open_store(args.database_url, args.data_dir) as db:
             count = list_index(db, args.source_prefix, as_json=args.json)
@@ -807,9 +867,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             print(json.dumps({"forgotten_chunks": chunks, "forgotten_documents": documents}))
         else:
             print(f"forgot {chunks} chunks of {documents} documents under {args.forget!r}")
-        if chunks:
-            say("they come back on the next ingestion while the source still holds them: "
-                "exclude the notes (--exclude) or remove the chat from the export first")
+        say("later runs keep them out too, while the export or vault still holds them; "
+            f'--unforget "{args.forget}" lets them back')
         return 0
 
     paths = configured_sources(args, say)

@@ -12,7 +12,7 @@ import re
 import unicodedata
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -523,6 +523,80 @@ class Store:
         self.conn.execute("DELETE FROM documents WHERE doc_id = ANY(%s)", (doc_ids,))
         return deleted
 
+    # -- the forget list (kept by --rebuild and --prune: forgetting is permanent until --unforget)
+
+    def _ensure_forget_list(self) -> None:
+        self.conn.execute("""CREATE TABLE IF NOT EXISTS forget_rules (
+            prefix text PRIMARY KEY, forgotten_at timestamptz NOT NULL DEFAULT now())""")
+        # The texts forgotten under a rule, and where they were: the same text under another
+        # source stays out too, and --unforget knows which documents to read again.
+        self.conn.execute("""CREATE TABLE IF NOT EXISTS forget_texts (
+            prefix text NOT NULL REFERENCES forget_rules ON DELETE CASCADE,
+            text_hash text NOT NULL, doc_id text NOT NULL, PRIMARY KEY (prefix, text_hash, doc_id))""")
+
+    def forget_list(self) -> "ForgetList":
+        """The forget rules in force (empty when nothing was ever forgotten)."""
+        with self.conn.cursor() as cur:
+            if cur.execute("SELECT to_regclass('forget_rules')").fetchone()[0] is None:
+                self.conn.commit()
+                return ForgetList()
+            prefixes = tuple(row[0] for row in cur.execute("SELECT prefix FROM forget_rules ORDER BY prefix"))
+            texts = dict(cur.execute("SELECT DISTINCT ON (text_hash) text_hash, prefix FROM forget_texts").fetchall())
+        self.conn.commit()
+        return ForgetList(prefixes, texts)
+
+    def forget(self, prefix: str) -> tuple[int, int]:
+        """Add the rule `prefix` and delete the chunks it covers: those whose source starts with
+        it and those elsewhere holding one of their texts; their documents' rows go too (a later
+        run reads them again, minus what is forgotten). Returns (chunks, documents)."""
+        with self.conn.transaction():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            self._ensure_forget_list()
+            self.conn.execute("INSERT INTO forget_rules (prefix) VALUES (%s) ON CONFLICT DO NOTHING", (prefix,))
+            if self.conn.execute("SELECT to_regclass('chunks')").fetchone()[0] is None:
+                return 0, 0
+            hashes = [row[0] for row in self.conn.execute(
+                f"SELECT DISTINCT coalesce(text_hash, {TEXT_HASH_SQL}) FROM chunks WHERE starts_with(source, %s)",
+                (prefix,))]
+            rows = self.conn.execute(
+                f"""DELETE FROM chunks WHERE starts_with(source, %s) OR text_hash = ANY(%s)
+                    RETURNING coalesce(text_hash, {TEXT_HASH_SQL}), doc_id""", (prefix, hashes)).fetchall()
+            self.record_forgotten(prefix, rows)
+            doc_ids = sorted({doc_id for _, doc_id in rows})
+            self.conn.execute("DELETE FROM documents WHERE doc_id = ANY(%s)", (doc_ids,))
+        return len(rows), len(doc_ids)
+
+    def record_forgotten(self, prefix: str, texts: Iterable[tuple[str, str]]) -> None:
+        """Note (text hash, doc id) pairs kept out under the rule `prefix`, in the caller's transaction."""
+        self.conn.cursor().executemany(
+            "INSERT INTO forget_texts (prefix, text_hash, doc_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            [(prefix, text_hash, doc_id) for text_hash, doc_id in texts])
+
+    def unforget(self, prefix: str) -> int | None:
+        """Drop the rule `prefix` (None if there is none); the documents it kept texts out of are
+        marked changed, so the next run indexes those texts again. Returns how many."""
+        with self.conn.transaction():
+            if self.conn.execute("SELECT to_regclass('forget_rules')").fetchone()[0] is None:
+                return None
+            doc_ids = [row[0] for row in self.conn.execute(
+                "SELECT DISTINCT doc_id FROM forget_texts WHERE prefix = %s", (prefix,))]
+            if not self.conn.execute("DELETE FROM forget_rules WHERE prefix = %s", (prefix,)).rowcount:
+                return None
+            if self.conn.execute("SELECT to_regclass('documents')").fetchone()[0] is not None:
+                self.conn.execute("UPDATE documents SET fingerprint = '' WHERE doc_id = ANY(%s)", (doc_ids,))
+        return len(doc_ids)
+
+    def forget_rules(self) -> list[tuple[str, datetime, int]]:
+        """(prefix, when, texts kept out) for every rule, by prefix."""
+        if self.conn.execute("SELECT to_regclass('forget_rules')").fetchone()[0] is None:
+            self.conn.commit()
+            return []
+        rows = self.conn.execute(
+            """SELECT r.prefix, r.forgotten_at, count(DISTINCT t.text_hash) FROM forget_rules r
+               LEFT JOIN forget_texts t USING (prefix) GROUP BY r.prefix, r.forgotten_at ORDER BY r.prefix""").fetchall()
+        self.conn.commit()
+        return rows
+
     # -- reads
 
     def count_chunks(self) -> int:
@@ -616,6 +690,25 @@ def name_words(names: Iterable[str]) -> list[str]:
     """The distinct folded words of people's names, what the person filter's index holds:
     `name_words(["Maria Silva", "José"]) == ["jose", "maria", "silva"]`."""
     return sorted({word for name in names for word in fold_text(_no_nul(name) or "").split()})
+
+
+@dataclass(frozen=True)
+class ForgetList:
+    """What --forget keeps out of the index: sources starting with a prefix, and texts forgotten
+    under one (text hash -> its rule)."""
+
+    prefixes: tuple[str, ...] = ()
+    texts: dict = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.prefixes)
+
+    def rule_for(self, chunk: Chunk) -> str | None:
+        """The rule that keeps `chunk` out, or None."""
+        for prefix in self.prefixes:
+            if chunk.source.startswith(prefix):
+                return prefix
+        return self.texts.get(chunk.text_hash)
 
 
 def same_model(stored_name: str, stored_folder: str | None, name: str, folder: str | None) -> bool:

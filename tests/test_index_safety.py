@@ -384,3 +384,46 @@ def test_the_obsidian_fingerprint_follows_the_local_time_zone(tmp_path, monkeypa
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# ---------------------------------------------------------------- the forget list
+
+
+def test_forgetting_is_permanent_across_runs_moves_and_rebuilds_until_unforget(tmp_path, database_url, cli_args):
+    vault, wa = write_vault(tmp_path), write_whatsapp(tmp_path)
+    args = ["--obsidian", str(vault), "--whatsapp", str(wa), *cli_args]
+    ingest_json(args)
+    db = ["--database-url", database_url]
+    run_main(["--forget", "<whatsapp>:Maria", *db])
+    run_main(["--forget", "<obsidian>:Notes/n1", *db])
+    kept = {"<obsidian>:Notes/n0", "<obsidian>:Notes/n2", "<obsidian>:Notes/n3", "<whatsapp>:Joao"}
+    assert sources_listed(database_url) == kept
+
+    # The export and the vault still hold them: a re-run keeps them out, and so does moving the
+    # note (its text is on the list) and a rebuild (the list is not part of the index).
+    summary = ingest_json(args)
+    assert sources_listed(database_url) == kept
+    assert (summary["chunks_embedded"], summary["chunks_forgotten"]) == (0, 2)
+    (vault / "Archive").mkdir()
+    (vault / "Notes" / "n1.md").rename(vault / "Archive" / "n1.md")
+    ingest_json(args)
+    assert sources_listed(database_url) == kept
+    ingest_json(["--rebuild", *args])
+    assert sources_listed(database_url) == kept
+
+    out, _ = run_main(["--list", "--forgotten", *db])
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["<obsidian>:Notes/n1", "<whatsapp>:Maria"]
+    assert all(line.endswith("\t1 passages kept out") for line in out.splitlines())
+    listed = [json.loads(line) for line in run_main(["--list", "--forgotten", "--json", *db])[0].splitlines()]
+    assert {r["prefix"]: r["texts"] for r in listed} == {"<obsidian>:Notes/n1": 1, "<whatsapp>:Maria": 1}
+
+    # --unforget lets them back on the next run, without touching the rest.
+    run_main(["--unforget", "<whatsapp>:Maria", *db])
+    run_main(["--unforget", "<obsidian>:Notes/n1", *db])
+    assert run_main(["--list", "--forgotten", *db])[0] == ""
+    summary = ingest_json(args)
+    assert summary["chunks_forgotten"] == 0 and summary["chunks_embedded"] == 2
+    assert sources_listed(database_url) == kept | {"<whatsapp>:Maria Silva", "<obsidian>:Archive/n1"}
+
+    with pytest.raises(settings.UserError, match="is not on the forget list; --list --forgotten shows"):
+        cpe.main(["--unforget", "<whatsapp>:Nobody", *db])

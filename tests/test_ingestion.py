@@ -507,13 +507,13 @@ def test_list_shows_every_chunk_and_forget_deletes_a_source_prefix(database_url,
 
     out, err = run_main(["--forget", "<whatsapp>:Maria", "--database-url", database_url])
     assert out.strip() == "forgot 2 chunks of 1 documents under '<whatsapp>:Maria'"
-    assert "come back on the next ingestion" in err
+    assert "later runs keep them out too" in err and '--unforget "<whatsapp>:Maria"' in err
     chunks, documents = index_state(database_url)
     assert len(chunks) == 7 and "whatsapp:maria@s.whatsapp.net" not in {d for d, _, _ in documents}
-    # Forgotten chunks return only if the source still holds them (the note says so).
+    # The source still holds them: the forget list keeps them out (tests/test_index_safety.py).
     recorder = RecordingEmbedder(embedder)
-    run(database_url, recorder, {"whatsapp": chats()})
-    assert len(recorder.texts) == 2
+    summary = run(database_url, recorder, {"whatsapp": chats()})
+    assert recorder.texts == [] and summary.chunks_forgotten == 2
 
 
 def test_other_peoples_terminal_escapes_never_reach_the_terminal(database_url, embedder, embedding_model_path):
