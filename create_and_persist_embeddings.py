@@ -218,7 +218,21 @@ def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait
         # A bulk load was interrupted before its index build: build it now with enough memory
         # (ensure_schema would build it with the server's small default).
         store.ensure_vector_index()
-    store.ensure_schema(embedder.name, embedder.dimension, getattr(embedder, "folder", None))
+    folder = getattr(embedder, "folder", None)
+    info = store.index_info()
+    if info is not None:
+        # The index's own model (same name, or same folder however spelt) has the index's
+        # dimension: no need to load it to learn that. Its real size is checked when it loads.
+        try:
+            store.ensure_schema(embedder.name, info.dimension, folder)
+        except settings.UserError:
+            pass  # another model: the refusal below names its real dimension
+        else:
+            expect = getattr(embedder, "expect_dimension", None)
+            if expect is not None:
+                expect(info.dimension)
+            return
+    store.ensure_schema(embedder.name, embedder.dimension, folder)
 
 
 def finish_index(store: "Store") -> None:

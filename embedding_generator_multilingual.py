@@ -11,6 +11,8 @@ import functools
 import json
 import os
 import re
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +52,56 @@ def pick_device(requested: str | None = None) -> str:
     return "cpu"
 
 
-class Embedder:
-    """A loaded sentence-transformers model with the prefixes its family expects.
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
-    `embed_passages(["x"])` embeds "passage: x" for E5 models and "x" for others.
+
+@dataclass(frozen=True)
+class FolderFacts:
+    """What a sentence-transformers folder's small JSON files say, read without loading it.
+
+    `max_seq_length` is None where the folder does not declare it (then only the loaded model
+    knows); `tokenizer_file` is the fast tokenizer's tokenizer.json, when there is one.
+    """
+
+    transformer_folder: Path  # where the Transformer module (and its tokenizer) lives
+    max_seq_length: int | None
+    tokenizer_file: Path | None
+    do_lower_case: bool
+
+
+def read_folder_facts(folder: Path) -> FolderFacts:
+    """The Transformer module's folder, sequence limit and tokenizer file, from modules.json and
+    sentence_bert_config.json (what sentence-transformers itself reads them from)."""
+    modules = []
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    sub = ""
+    for module in modules if isinstance(modules, list) else []:
+        if isinstance(module, dict) and str(module.get("type", "")).endswith(".Transformer"):
+            sub = str(module.get("path") or "")
+            break
+    transformer = folder / sub
+    config = _read_json(transformer / "sentence_bert_config.json")
+    limit = config.get("max_seq_length")
+    tokenizer = transformer / "tokenizer.json"
+    return FolderFacts(transformer, limit if isinstance(limit, int) and limit > 0 else None,
+                       tokenizer if tokenizer.is_file() else None, bool(config.get("do_lower_case")))
+
+
+class Embedder:
+    """A sentence-transformers model with the prefixes its family expects, loaded when first needed.
+
+    `embed_passages(["x"])` embeds "passage: x" for E5 models and "x" for others. Building one
+    reads only the folder's small files: the tokenizer loads on the first `count_tokens` and
+    the model on the first embedding, so a run with nothing to chunk or embed never imports
+    torch (an unchanged re-run costs what reading the sources costs).
     """
 
     def __init__(self, model_name: str, device: str | None = None, batch_size: int | None = None,
@@ -61,39 +109,148 @@ class Embedder:
         (folder,) = settings.fetch_models([(model_name, "EMBEDDING_MODEL", "embedding model")])
         self.name = model_name
         self.folder = str(folder)  # the model's identity in the index: one model however it is spelt
-        self.device = pick_device(device)
-        self.batch_size = batch_size or (DEFAULT_CPU_BATCH_SIZE if self.device == "cpu" else DEFAULT_GPU_BATCH_SIZE)
+        self._requested_device = device
+        self._requested_batch_size = batch_size
         if e5_prefixes is None:
             e5_prefixes = is_e5_model(model_name) or declares_e5_prompts(folder)
         self.query_prefix = "query: " if e5_prefixes else ""
         self.passage_prefix = "passage: " if e5_prefixes else ""
+        self._facts = read_folder_facts(folder)
+        # The dimension an existing index holds (see expect_dimension): checked when the model loads.
+        self.expected_dimension: int | None = None
+        self._model = None
+        self._tokenizer = None
+        self._model_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+
+    # -- loading, on first use
+
+    @property
+    def model(self):
+        """The loaded SentenceTransformer (loaded here on first use, once, whichever thread asks)."""
+        return self.load()
+
+    def load(self):
+        """Load the model now unless it is loaded (a chat does this in a background thread)."""
+        if self._model is None:
+            with self._model_lock:
+                if self._model is None:
+                    self._model = self._load_model()
+        return self._model
+
+    def _load_model(self):
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         settings.quiet_model_loading()
         from sentence_transformers import SentenceTransformer
 
+        device = pick_device(self._requested_device)
+        self._batch_size = self._requested_batch_size or (
+            DEFAULT_CPU_BATCH_SIZE if device == "cpu" else DEFAULT_GPU_BATCH_SIZE)
         try:
-            self.model = SentenceTransformer(str(folder), device=self.device)
+            model = SentenceTransformer(self.folder, device=device)
         except (OSError, ValueError) as err:
             raise settings.UserError(
-                f"embedding model folder {folder} could not be loaded ({err.__class__.__name__}); "
+                f"embedding model folder {self.folder} could not be loaded ({err.__class__.__name__}); "
                 "set EMBEDDING_MODEL to a sentence-transformers folder or hub id"
             )
-        dimension_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
-        self.dimension = int(dimension_of())
-        self.max_seq_length = int(self.model.max_seq_length)
-        # A private copy for counting: a fast tokenizer keeps per-call padding/truncation state,
-        # so counting in a parsing thread while encode() runs in another corrupts its batches.
-        self._tokenizer = copy.deepcopy(self.model.tokenizer)
+        dimension_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self._dimension = int(dimension_of())
+        self._device = device
+        self._check_dimension()
+        return model
+
+    def _check_dimension(self) -> None:
+        if self.expected_dimension is not None and self._dimension != self.expected_dimension:
+            # Same name or folder as the index's model, other vectors: the folder's files changed.
+            raise settings.UserError(
+                f"the index holds {self.expected_dimension}-dim vectors but the model in {self.folder} "
+                f"gives {self._dimension}; re-run ingestion with --rebuild (or set EMBEDDING_MODEL back)"
+            )
+
+    def _load_tokenizer(self):
+        if self._model is not None or self._facts.do_lower_case:
+            # Lower-casing models change their tokenizer at load: count with the loaded one's copy.
+            # A private copy: a fast tokenizer keeps per-call padding/truncation state, so counting
+            # in a parsing thread while encode() runs in another would corrupt its batches.
+            return copy.deepcopy(self.model.tokenizer)
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        settings.quiet_model_loading()
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(self._facts.transformer_folder))
+        except (OSError, ValueError) as err:
+            raise settings.UserError(
+                f"the tokenizer in {self._facts.transformer_folder} could not be loaded ({err.__class__.__name__}); "
+                "set EMBEDDING_MODEL to a sentence-transformers folder or hub id"
+            )
+
+    def expect_dimension(self, dimension: int) -> None:
+        """Vectors must have `dimension` values (the index's): a model that loads with another
+        size is a one-line error before anything is written."""
+        self.expected_dimension = dimension
+        if self._model is not None:
+            self._check_dimension()
+
+    # -- what the model is
+
+    @property
+    def dimension(self) -> int:
+        """Values per vector (loads the model)."""
+        self.load()
+        return self._dimension
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: the requested device, else the best available (loads the model)."""
+        self.load()
+        return self._device
+
+    @property
+    def batch_size(self) -> int:
+        """Texts per encode batch: the requested size, else one that suits the device."""
+        self.load()
+        return self._batch_size
+
+    @property
+    def max_seq_length(self) -> int:
+        """Most tokens the model reads, special tokens included (from its folder, else the model)."""
+        if self._facts.max_seq_length is not None:
+            return self._facts.max_seq_length
+        return int(self.model.max_seq_length)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens `text` takes, without special tokens or prefix."""
+        """Tokens `text` takes, without special tokens or prefix (loads the tokenizer)."""
+        if self._tokenizer is None:
+            with self._tokenizer_lock:
+                if self._tokenizer is None:
+                    self._tokenizer = self._load_tokenizer()
         return len(self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
     @functools.cached_property
     def passage_token_budget(self) -> int:
-        """Most tokens a passage may have so prefix + text + special tokens fit the model."""
-        prefix = self.count_tokens(self.passage_prefix) if self.passage_prefix else 0
-        return self.max_seq_length - prefix - SPECIAL_TOKEN_ALLOWANCE
+        """Most tokens a passage may have so prefix + text + special tokens fit the model.
+
+        Part of every document's fingerprint, so it is read without loading anything where the
+        folder allows: the limit from sentence_bert_config.json, the prefix through tokenizer.json.
+        """
+        return self.max_seq_length - self._prefix_tokens(self.passage_prefix) - SPECIAL_TOKEN_ALLOWANCE
+
+    def _prefix_tokens(self, prefix: str) -> int:
+        if not prefix:
+            return 0
+        if self._tokenizer is None and self._model is None and self._facts.tokenizer_file is not None \
+                and not self._facts.do_lower_case:
+            from tokenizers import Tokenizer  # the Rust tokenizer alone: no torch, milliseconds
+
+            try:
+                tokenizer = Tokenizer.from_file(str(self._facts.tokenizer_file))
+                return len(tokenizer.encode(prefix, add_special_tokens=False).ids)
+            except Exception:  # a tokenizer.json this version cannot read: ask the real one
+                pass
+        return self.count_tokens(prefix)
+
+    # -- embedding
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         """Normalised float32 vectors, one row per text, with the passage prefix added."""
@@ -104,9 +261,10 @@ class Embedder:
         return self._encode([self.query_prefix + text])[0]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
+        model = self.model
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(
+        vectors = model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False,
         )

@@ -43,6 +43,7 @@ import argparse
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Callable, TextIO
@@ -376,15 +377,16 @@ class ChatSession:
     search request. Both are injectable, so tests drive the session with fakes.
     """
 
-    def __init__(self, llm: "ChatModel", retriever: Callable[["SearchRequest", int], "SearchResult"],
+    def __init__(self, llm: "ChatModel | None", retriever: Callable[["SearchRequest", int], "SearchResult"],
                  persona: Persona, k: int = 10, max_tokens: int = 512,
                  temperature: float = DEFAULT_TEMPERATURE, top_p: float = DEFAULT_TOP_P,
                  keeper: Callable | None = None, out: TextIO | None = None, err: TextIO | None = None,
                  today: date | None = None, dim: bool = False,
-                 max_batches: int = period_summary.DEFAULT_MAX_BATCHES):
+                 max_batches: int = period_summary.DEFAULT_MAX_BATCHES, models: BackgroundModels | None = None):
         if keeper is None:
             from formulate_query_for_retrieving_content import formulate_request as keeper
-        self.llm = llm
+        self.llm = llm  # None until `models` has loaded it (the first message waits)
+        self.models = models
         self.retriever = retriever
         self.keeper = keeper
         self.persona = persona
@@ -417,10 +419,18 @@ class ChatSession:
 
     # -- a message
 
+    def _wait_for_models(self) -> None:
+        """The first message waits for the models loading in the background (if they are)."""
+        if self.llm is None:
+            if not self.models.ready():
+                self._status("(loading the models; the first answer waits for them)")
+            self.llm = self.models.llm()
+
     def ask(self, text: str) -> Turn:
         """Answer one user message: keeper -> retrieval -> streamed answer -> sources."""
         from retrieve_related_content_from_db import EmptyIndexError
 
+        self._wait_for_models()
         today = self.today or date.today()
         turn = Turn()
         conversation = self.history + [{"role": "user", "content": text}]
@@ -504,6 +514,7 @@ class ChatSession:
         """Answer a question about a whole period: every passage of the request's window (and
         people), read in batches by period_summary, the final answer streamed with citations and
         the sources grouped by chat. TooManyBatches (a UserError) when the window is too big."""
+        self._wait_for_models()
         today = self.today or date.today()
         turn = Turn(request=request, summary=True)
         window = window_label(request)
@@ -616,6 +627,8 @@ class ChatSession:
             request = SearchRequest(query=question, since=window.since, until=window.until, people=people,
                                     summary=True)
             return self.summarise(f"/summary {argument}", request, question)
+        except ModelLoadFailed:
+            raise  # nothing can be answered: one error line, and the chat ends
         except settings.UserError as err:  # an unreadable window, one too big: the chat goes on
             self._status(f"error: {err}")
             return None
@@ -760,6 +773,66 @@ class StoreRetriever:
             raise DatabaseDown(f"the database is not reachable ({err.__class__.__name__})")
 
 
+# ---------------------------------------------------------------- models in the background
+
+
+class ModelLoadFailed(settings.UserError):
+    """A model could not be loaded: the chat cannot answer, so it ends with this one line."""
+
+
+class BackgroundModels:
+    """Loads the models while the greeting prints and the user types; `llm()` waits for them.
+
+    The embedding model (torch) loads in a thread. A transformers LLM loads in that thread too;
+    an MLX one loads in the main thread at the first question, because MLX arrays belong to
+    the thread that made them and answers stream from the main thread.
+    """
+
+    def __init__(self, load_llm: Callable[[], "ChatModel"], embedder=None, in_thread: bool = True,
+                 after: Callable[["ChatModel"], None] | None = None):
+        self._load_llm = load_llm
+        self._after = after  # run in the waiting (main) thread once the LLM is there
+        self._embedder = embedder
+        self._in_thread = in_thread
+        self._llm: "ChatModel | None" = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="load-models", daemon=True)
+
+    def start(self) -> "BackgroundModels":
+        """Begin loading; returns self."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            load = getattr(self._embedder, "load", None)
+            if load is not None:
+                load()
+            if self._in_thread:
+                self._llm = self._load_llm()
+        except BaseException as err:  # re-raised in the main thread by llm()
+            self._error = err
+
+    def ready(self) -> bool:
+        """True once `llm()` has nothing left to wait for."""
+        return not self._thread.is_alive() and (self._llm is not None or self._error is not None)
+
+    def llm(self) -> "ChatModel":
+        """The chat model, once loaded; a load failure is ModelLoadFailed (one line)."""
+        self._thread.join()
+        try:
+            if self._error is not None:
+                raise self._error
+            if self._llm is None:
+                self._llm = self._load_llm()
+        except settings.UserError as err:
+            raise ModelLoadFailed(str(err)) from None
+        if self._after is not None:
+            after, self._after = self._after, None
+            after(self._llm)
+        return self._llm
+
+
 # ---------------------------------------------------------------- the REPL
 
 
@@ -818,6 +891,8 @@ def run_repl(session: ChatSession, stdin: TextIO, interactive: bool) -> int:
             session.ask(line)
         except KeyboardInterrupt:  # during the keeper or the search
             session._print("\n[interrupted]", muted=True)
+        except ModelLoadFailed:
+            raise  # nothing can be answered: one error line, and the chat ends
         except settings.UserError as err:  # this turn cannot be answered; the chat goes on
             session._status(f"error: {err}")
     if interactive:
@@ -879,10 +954,11 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
         print(f"warning: {typo}", file=stderr, flush=True)
 
     empty_index_hint = f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages"
-    # Load order: the store (fast, fails early), the embedder, then the LLM; the empty-index
-    # hint comes before any model loads (on a fresh machine it is the first thing to do). Both
-    # models are downloaded, if missing, before either loads; an embedded database is created
-    # only once they are on disk, so a run that cannot get its models writes nothing.
+    # The store first (fast, fails early); the empty-index hint comes before any model loads
+    # (on a fresh machine it is the first thing to do). Both models are downloaded, if missing,
+    # before either loads; an embedded database is created only once they are on disk, so a run
+    # that cannot get its models writes nothing. The models then load in the background, so the
+    # greeting and the prompt come at once (the first message waits for them).
     if retriever is None:
         import store as store_module
         from embedding_generator_multilingual import load_embedder
@@ -916,20 +992,32 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
         except DatabaseDown as err:
             print(f"warning: {err}", file=stderr, flush=True)
         fetch_chat_models(args, embedder=False, llm=llm is None)
-    if llm is None:
-        from llm_backend import load_llm
-
-        llm = load_llm(args.backend, args.model)
-
-    session = ChatSession(llm, retriever, persona, k=k, max_tokens=max_tokens,
-                          temperature=max(0.0, args.temperature), out=stdout, err=stderr, max_batches=max_batches,
-                          dim=stdout.isatty() and not os.environ.get("NO_COLOR"))
-    if args.prompt_cache:
+    def restore_prompt_caches(model: "ChatModel") -> None:
         from llm_backend import restore_system_prompt_caches
 
-        note = restore_system_prompt_caches(llm, session.system_messages(date.today()),
+        session.llm = model  # its system prompts are neutralised for this model's tokenizer
+        note = restore_system_prompt_caches(model, session.system_messages(date.today()),
                                             settings.data_dir(args.data_dir) / PROMPT_CACHE_FOLDER)
         print(f"note: {note}", file=stderr, flush=True)
+
+    models = None
+    if llm is None:
+        backend = settings.llm_backend_name(args.backend)
+
+        def load() -> "ChatModel":
+            from llm_backend import load_llm
+
+            return load_llm(backend, args.model)
+
+        models = BackgroundModels(load, getattr(retriever, "embedder", None), in_thread=backend != "mlx",
+                                  after=restore_prompt_caches if args.prompt_cache else None)
+    session = ChatSession(llm, retriever, persona, k=k, max_tokens=max_tokens,
+                          temperature=max(0.0, args.temperature), out=stdout, err=stderr, max_batches=max_batches,
+                          dim=stdout.isatty() and not os.environ.get("NO_COLOR"), models=models)
+    if models is not None:
+        models.start()  # after the session exists: restoring prompt caches needs its system prompts
+    elif args.prompt_cache:
+        restore_prompt_caches(llm)
     save_history = lambda: None  # noqa: E731
     if interactive:
         save_history = setup_readline(settings.data_dir(args.data_dir) / HISTORY_FILE)

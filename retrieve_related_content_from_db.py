@@ -397,8 +397,20 @@ def check_index(store: "Store", embedder: "Embedder") -> None:
     info = store.index_info()
     if info is None:
         raise EmptyIndexError(EMPTY_INDEX_HINT)
-    if (info.model, info.dimension) != (embedder.name, embedder.dimension):
-        store.ensure_schema(embedder.name, embedder.dimension, getattr(embedder, "folder", None))  # raises the rebuild message
+    folder = getattr(embedder, "folder", None)
+    expect = getattr(embedder, "expect_dimension", None)
+    if expect is None:  # an embedder that knows its size without loading anything
+        if (info.model, info.dimension) != (embedder.name, embedder.dimension):
+            store.ensure_schema(embedder.name, embedder.dimension, folder)  # raises the rebuild message
+    else:
+        # Checked without loading the model: the index's own model (same name, or the same
+        # folder however spelt) passes; its real size is checked when it loads.
+        if info.model != embedder.name:
+            try:
+                store.ensure_schema(embedder.name, info.dimension, folder)
+            except settings.UserError:
+                store.ensure_schema(embedder.name, embedder.dimension, folder)  # the message names its real size
+        expect(info.dimension)
     store._register_vector()
 
 
