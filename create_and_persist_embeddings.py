@@ -219,7 +219,7 @@ def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait
         # (ensure_schema would build it with the server's small default).
         store.ensure_vector_index()
     folder = getattr(embedder, "folder", None)
-    info = store.index_info()
+    info = None if rebuild else store.index_info()  # a rebuild's new index takes the model's own size
     if info is not None:
         # The index's own model (same name, or same folder however spelt) has the index's
         # dimension: no need to load it to learn that. Its real size is checked when it loads.
