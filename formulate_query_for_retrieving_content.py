@@ -3,7 +3,7 @@ request - a self-contained query plus optional date, person and source filters, 
 message is about a whole period ("what did I do last summer?": the chat then reads every passage).
 
     python formulate_query_for_retrieving_content.py "what did Maria and I plan last weekend?"
-    {"query": "plans with Maria for the weekend", "since": "2024-05-04", "until": "2024-05-05", ...}
+    {"query": "plans with Maria for the weekend", "since": "2024-05-04", "until": "2024-05-05", ..., "summary": false}
 
 The model is asked for a small JSON object; whatever it writes is parsed leniently (code fences,
 labels, trailing prose, cut-off JSON) and anything unusable degrades to the plain query with no

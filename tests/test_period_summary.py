@@ -239,7 +239,9 @@ def test_summary_command_with_a_person_and_sources_of_every_passage():
 
 
 def test_a_window_with_no_passages_says_so_without_calling_the_model():
-    session, llm, _, out, _ = summary_session([], [])
+    session, llm, retriever, out, _ = summary_session([], [])
+    session.command("/summary")
+    assert "usage: /summary WINDOW [PERSON]" in out.getvalue() and retriever.window_requests == []
     session.command("/summary last month")
     assert llm.calls == []
     assert "no passages from 2024-04-01..04-30 in your notes and messages; nothing to summarise" in out.getvalue()
