@@ -51,12 +51,14 @@ def test_missing_embedding_model_folder_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("script", ["main.py", "create_and_persist_embeddings.py"])
 def test_a_python_without_the_packages_is_told_to_use_the_venv(tmp_path, script):
-    # A Python that lacks pgserver (like `python main.py` outside .venv): the embedded database
-    # must not be reported as "did not start"; the fix is the project's Python.
-    missing = tmp_path / "site" / "pgserver"
-    missing.mkdir(parents=True)
-    (missing / "__init__.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'pgserver'\", name='pgserver')\n")
+    # A Python that lacks the project's packages (like `python main.py` outside .venv): the
+    # embedded database must not be reported as "did not start", nor the model as missing; the
+    # fix is the project's Python. Whichever package the script needs first names the gap.
+    for package in ("pgserver", "huggingface_hub"):
+        missing = tmp_path / "site" / package
+        missing.mkdir(parents=True)
+        (missing / "__init__.py").write_text(
+            f"raise ModuleNotFoundError(\"No module named '{package}'\", name='{package}')\n")
     vault = tmp_path / "vault"
     vault.mkdir()
     (vault / "note.md").write_text("A note about Kyoto.\n")
@@ -69,5 +71,5 @@ def test_a_python_without_the_packages_is_told_to_use_the_venv(tmp_path, script)
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "did not start" not in errors[0]
-    assert "no module named 'pgserver'" in errors[0]
+    assert "no module named 'pgserver'" in errors[0] or "no module named 'huggingface_hub'" in errors[0]
     assert f"run `.venv/bin/python {script}`, or `make chat` / `make ingest`" in errors[0]
