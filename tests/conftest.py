@@ -71,6 +71,37 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)
 
 
+def project_entries() -> set[str]:
+    """What is in the project folder, less the caches Python, pytest, git and the venv keep
+    there; only the top of the data folder (a database inside it changes on its own)."""
+    entries = set()
+    for root, dirs, files in os.walk(PROJECT_DIR):
+        rel = os.path.relpath(root, PROJECT_DIR)
+        dirs[:] = [d for d in dirs if d not in _OWN_WRITES]
+        entries.update(os.path.normpath(os.path.join(rel, name)) for name in [*dirs, *files])
+        if rel == ".":
+            if ".data" in dirs:
+                entries.update(os.path.join(".data", name) for name in os.listdir(PROJECT_DIR / ".data"))
+            dirs[:] = [d for d in dirs if d != ".data"]
+    return entries
+
+
+_entries_at_start: set[str] = set()
+
+
+def pytest_sessionstart(session):
+    _entries_at_start.update(project_entries())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Scripts the tests start write nothing in the project either (the audit hook sees only
+    # this process).
+    new = sorted(project_entries() - _entries_at_start)
+    if new:
+        print(f"\nerror: the tests left new files in the project folder: {new[:10]}", file=sys.stderr)
+        session.exitstatus = 1
+
+
 @pytest.fixture(autouse=True)
 def _no_writes_into_the_project():
     """Fail the test that wrote inside the project folder (the user's data lives there)."""
