@@ -477,7 +477,8 @@ class ChatSession:
             turn.finish_reason = "interrupted"
         self._write_answer(citations.flush(), pieces)
         turn.removed_markers = self.last_removed = citations.removed
-        self._finish_turn(turn, text, pieces, source_list(prompt.hits, prompt.found), self.length_note(prompt))
+        self._finish_turn(turn, text, pieces, source_list(prompt.hits, prompt.found),
+                          self.length_note(prompt.answer_tokens))
         return turn
 
     def _write_answer(self, text: str, pieces: list[str]) -> None:
@@ -559,19 +560,17 @@ class ChatSession:
         # Chat names are other people's text: no terminal control.
         sources = (f"sources (every passage read, {batches} batch{'es' if batches != 1 else ''}): "
                    + settings.terminal_safe("; ".join(period_summary.grouped_sources(passages))))
-        self._finish_turn(turn, text, pieces, sources,
-                          f"(answer cut at the length limit of {answer_tokens} tokens; "
-                          "raise --max-tokens or LLM_MAX_TOKENS for longer answers)")
+        self._finish_turn(turn, text, pieces, sources, self.length_note(answer_tokens))
         return turn
 
-    def length_note(self, prompt: Prompt) -> str:
-        """Why an answer stopped at its length limit: --max-tokens, or the model's context when
-        the prompt left less room than that."""
-        if prompt.answer_tokens < self.max_tokens:
-            return (f"(answer cut at {prompt.answer_tokens} tokens: that is all the room the model's context of "
+    def length_note(self, answer_tokens: int) -> str:
+        """Why an answer stopped at its length limit of `answer_tokens`: --max-tokens, or the
+        model's context when the prompt left less room than that."""
+        if answer_tokens < self.max_tokens:
+            return (f"(answer cut at {answer_tokens} tokens: that is all the room the model's context of "
                     f"{self.llm.context_window} tokens left after the passages and the conversation; "
                     "/reset or a model with a longer context leaves more)")
-        return (f"(answer cut at the length limit of {prompt.answer_tokens} tokens; "
+        return (f"(answer cut at the length limit of {answer_tokens} tokens; "
                 "raise --max-tokens or LLM_MAX_TOKENS for longer answers)")
 
     # -- slash commands

@@ -329,3 +329,14 @@ def test_real_tiny_model_and_database_summarise_a_month(database_url, embedder, 
     assert sources.endswith("Maria: 10 passages, 2023-05-01..05-28")
     assert "[10] <whatsapp>:Maria | 2023-05-28 | Maria, Me\nMaria: day 28 of May" in out.getvalue()
     assert "Traceback" not in err.getvalue()
+
+
+def test_a_summary_cut_by_the_models_context_names_the_context_not_max_tokens():
+    cut = lambda messages: Reply("In May you talked about the garden [1]", finish="length")  # noqa: E731
+    session, llm, _, out, _ = summary_session([], may_passages(2, words=10), context_window=900, respond=cut)
+    session.command("/summary 2023-05")
+    room = llm.calls[-1]["max_tokens"]
+    assert room < session.max_tokens
+    assert f"(answer cut at {room} tokens: that is all the room the model's context of 900 tokens left" \
+           in out.getvalue()
+    assert "raise --max-tokens" not in out.getvalue()
