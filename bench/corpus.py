@@ -80,11 +80,11 @@ def note_text(rng: random.Random, index: int, sections: int) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def write_vault(folder: Path, chunks: int, rng: random.Random) -> list[Path]:
-    """Notes totalling about `chunks` sections; returns their paths."""
+def write_vault(folder: Path, chunks: int, rng: random.Random, notes: int | None = None) -> list[Path]:
+    """Notes totalling about `chunks` sections (or exactly `notes` notes); returns their paths."""
     paths, made, index = [], 0, 0
-    while made < chunks:
-        sections = min(rng.randint(*SECTIONS_PER_NOTE), chunks - made)
+    while (made < chunks) if notes is None else (index < notes):
+        sections = rng.randint(*SECTIONS_PER_NOTE) if notes is not None else min(rng.randint(*SECTIONS_PER_NOTE), chunks - made)
         path = folder / FOLDERS[index % len(FOLDERS)] / f"Note {index:05d}.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(note_text(rng, index, sections), encoding="utf-8")
@@ -138,6 +138,12 @@ def write_corpus(root: Path, chunks: int = DEFAULT_CHUNKS, seed: int = DEFAULT_S
     return {"obsidian": root / "vault", "whatsapp": root / "whatsapp"}
 
 
+def write_notes_vault(root: Path, notes: int, seed: int = DEFAULT_SEED) -> Path:
+    """Write `root/vault` with exactly `notes` notes (1-5 sections of about one chunk each)."""
+    write_vault(root / "vault", 0, random.Random(f"{seed}:notes:{notes}"), notes=notes)
+    return root / "vault"
+
+
 def edit_one_note(vault: Path, seed: int = DEFAULT_SEED) -> Path:
     """Rewrite one section of the first note (as a user edit would); returns its path."""
     path = sorted(vault.rglob("*.md"))[0]
@@ -155,10 +161,8 @@ def iter_sources(paths: dict[str, Path], count_tokens, max_tokens: int) -> dict:
     import obsidian_to_embeddings
     import whatsapp_to_embeddings
 
-    return {
-        "obsidian": obsidian_to_embeddings.iter_documents(paths["obsidian"], count_tokens, max_tokens),
-        "whatsapp": whatsapp_to_embeddings.iter_documents(paths["whatsapp"], count_tokens, max_tokens),
-    }
+    readers = {"obsidian": obsidian_to_embeddings.iter_documents, "whatsapp": whatsapp_to_embeddings.iter_documents}
+    return {name: readers[name](path, count_tokens, max_tokens) for name, path in paths.items()}
 
 
 def chunk_texts(paths: dict[str, Path], count_tokens, max_tokens: int) -> list[str]:

@@ -14,7 +14,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 # name -> (full-size arguments, quick arguments)
 BENCHES = {
-    "bench_ingestion.py": ([], ["--chunks", "300"]),
+    "bench_ingestion.py": ([], ["--notes", "60"]),
     "bench_retrieval.py": ([], ["--rows", "10000"]),
     "bench_quality.py": ([], []),
     "bench_memory.py": ([], ["--chats", "3"]),
