@@ -316,7 +316,7 @@ def test_end_of_input_and_slash_exit_leave_with_zero():
 def test_empty_index_hint():
     code, _, err, _, _ = run_main("hello\n", [KEEPER_JSON, "nothing yet"], retriever=FakeRetriever([], chunks=0))
     assert code == 0
-    assert "index is empty; run `.venv/bin/python create_and_persist_embeddings.py` (or `make ingest`)" in err
+    assert f"index is empty; run {settings.ingest_hint()}" in err
     assert len(err.strip().splitlines()) == 1
     session, _, _, out, err = session_with(
         [KEEPER_JSON, "I have nothing"], retriever=FakeRetriever(error=EmptyIndexError("empty")))
@@ -502,7 +502,7 @@ def test_real_stack_empty_index(database_url, embedding_model_path, tiny_llama_d
                       "--model", str(tiny_llama_dir), "--max-tokens", "4"],
                      stdin=io.StringIO("hello\n"), stdout=out, stderr=err)
     assert code == 0
-    assert "index is empty; run `.venv/bin/python create_and_persist_embeddings.py` (or `make ingest`)" in err.getvalue()
+    assert f"index is empty; run {settings.ingest_hint()}" in err.getvalue()
     assert "sources: none found" in out.getvalue()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import date, datetime, timezone
 
 import numpy as np
@@ -390,7 +391,7 @@ def test_index_built_with_another_model_gets_the_rebuild_message(database_url):
 
 def test_empty_index_raises_the_ingestion_hint(database_url):
     with store.Store(database_url) as fresh:
-        hint = r"run `\.venv/bin/python create_and_persist_embeddings\.py` \(or `make ingest`\)"
+        hint = re.escape(f"run `{settings.python_command()} create_and_persist_embeddings.py` (or `make ingest`)")
         with pytest.raises(retrieval.EmptyIndexError, match=hint):
             retrieval.search(fresh, FakeEmbedder(), SearchRequest("x"))
         fresh.ensure_schema(FakeEmbedder.name, DIM)

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import settings
 from conftest import PROJECT_DIR
 
 SCRIPTS = [
@@ -72,4 +73,4 @@ def test_a_python_without_the_packages_is_told_to_use_the_venv(tmp_path, script)
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert "did not start" not in errors[0]
     assert "no module named 'pgserver'" in errors[0] or "no module named 'huggingface_hub'" in errors[0]
-    assert f"run `.venv/bin/python {script}`, or `make chat` / `make ingest`" in errors[0]
+    assert f"run `{settings.command_for(script)}`, or `make chat` / `make ingest`" in errors[0]

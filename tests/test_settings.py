@@ -103,3 +103,20 @@ def test_empty_environment_variable_overrides_dotenv(env_file, monkeypatch):
     assert settings.get("OBSIDIAN_VAULT_PATH") is None
     assert settings.get("LLM_BACKEND") == "auto"
     assert settings.get("LLM_BACKEND", "transformers") == "transformers"  # a flag still wins
+
+
+def test_hints_name_the_python_that_has_the_packages(monkeypatch):
+    venv = settings.PROJECT_DIR / ".venv"
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    monkeypatch.setattr(settings.sys, "base_prefix", "/usr")
+    for prefix, expected in ((str(venv), ".venv/bin/python"),  # make's venv
+                             ("/usr", ".venv/bin/python"),  # a bare system python: it lacks the packages
+                             ("/home/me/other-venv", "python")):  # another environment that has them
+        monkeypatch.setattr(settings.sys, "prefix", prefix)
+        assert settings.python_command() == expected, prefix
+    monkeypatch.setattr(settings.sys, "prefix", "/usr")
+    monkeypatch.setenv("CONDA_PREFIX", "/opt/conda/envs/personal_llm")  # environment.yml
+    assert settings.command_for("main.py") == "python main.py"
+    monkeypatch.delenv("CONDA_PREFIX")
+    assert settings.ingest_hint() == "`.venv/bin/python create_and_persist_embeddings.py` (or `make ingest`)"
+    assert settings.ingest_hint("--rebuild") == "`.venv/bin/python create_and_persist_embeddings.py --rebuild`"

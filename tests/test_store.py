@@ -58,7 +58,7 @@ def test_another_model_is_refused_with_the_rebuild_hint(database_url):
         second.ensure_schema("big-model", 1024)
     assert str(err.value) == (
         "the index was built with small-model (384 dims); EMBEDDING_MODEL is big-model (1024). "
-        "Rebuild the index with `.venv/bin/python create_and_persist_embeddings.py --rebuild`, "
+        f"Rebuild the index with `{settings.python_command()} create_and_persist_embeddings.py --rebuild`, "
         "or set EMBEDDING_MODEL back."
     )
 
