@@ -46,8 +46,9 @@ TODAY = date(2024, 5, 6)  # fixed: the system prompts hold today's date
 CONTEXT_WINDOW = 8192  # Llama 3's: the conversation is kept whole, as it would be there
 
 
-def make_hits(count: int = 10, first: int = 0):
-    """Passages shaped like real ones: a note paragraph or a few chat lines, dated, with people."""
+def make_hits(count: int = 10, first: int = 0, repeat: int = 1):
+    """Passages shaped like real ones: a note paragraph or a few chat lines, dated, with people;
+    `repeat` makes each one that many times longer (12: about the 507-token passages of e5)."""
     from retrieve_related_content_from_db import Hit
 
     start = datetime(2021, 6, 1, 9, tzinfo=timezone.utc)
@@ -58,6 +59,7 @@ def make_hits(count: int = 10, first: int = 0):
                 "Maria: great, I'll bring the tickets and the matcha.") if i % 2 else (
                 f"Kyoto trip, day {i}: temples in the morning, the Survival Ball notes in the evening. "
                 "Ação, coração, informação.")
+        text = "\n".join([text] * repeat)
         hits.append(Hit(content=text, source=f"<obsidian>:Trips/Kyoto-{i}" if i % 2 == 0 else "<whatsapp>:Maria",
                         score=0.9 - i / 50, doc_id=f"d{i}", source_kind="notes" if i % 2 == 0 else "messages",
                         people=["Maria"], started_at=when, ended_at=when))
@@ -67,14 +69,15 @@ def make_hits(count: int = 10, first: int = 0):
 class TurnRetriever:
     """Other passages for every message (the worst case for a cache: nothing repeats)."""
 
-    def __init__(self, k: int = 10):
-        self.k, self.calls = k, 0
+    def __init__(self, repeat: int = 1):
+        self.repeat, self.calls = repeat, 0
 
     def __call__(self, request, k):
         from retrieve_related_content_from_db import SearchResult
 
         self.calls += 1
-        return SearchResult(hits=make_hits(k, first=k * self.calls), request=request, filters_applied={})
+        return SearchResult(hits=make_hits(k, first=k * self.calls, repeat=self.repeat), request=request,
+                            filters_applied={})
 
 
 def widen_context(folder: Path, window: int) -> None:
@@ -118,14 +121,14 @@ class Timed:
         return "".join(self.stream(messages, max_tokens, temperature))
 
 
-def run_conversation(llm, turns: int, answer_tokens: int, cached: bool) -> list[dict]:
+def run_conversation(llm, turns: int, answer_tokens: int, cached: bool, repeat: int = 1) -> list[dict]:
     """The scripted conversation on `llm`, caches on or off; per turn its keeper and answer passes."""
     from main import ChatSession, resolve_persona
 
     llm.use_prompt_cache = cached
     llm.reset_cache()
     timed = Timed(llm)
-    session = ChatSession(timed, TurnRetriever(), persona=resolve_persona("assistant"),
+    session = ChatSession(timed, TurnRetriever(repeat), persona=resolve_persona("assistant"),
                           max_tokens=answer_tokens, temperature=0.0, out=io.StringIO(), err=io.StringIO(),
                           today=TODAY)
     results = []
@@ -177,12 +180,91 @@ def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int) ->
     return result
 
 
+class TokenCountingModel:
+    """Llama 3's tokenizer and template with a cache that only counts: prompt tokens processed on
+    each turn as Llama 3 8B would process them, and fixed answers (no weights needed)."""
+
+    KEEPER_REPLY = '{"query": "Kyoto trip plans with Maria", "since": null, "until": null, "people": ["Maria"], "source": null}'
+    ANSWER = ("You went to Kyoto in June 2021 [1]. Maria planned the Saturday train at 9 and said she would bring "
+              "the tickets and the matcha [2]; your note from that day describes the temples in the morning [3]. ")
+
+    def __new__(cls, folder: Path):
+        from transformers import AutoTokenizer
+
+        from llm_backend import ChatModel
+        from tiny_models import CHAT_TEMPLATE
+
+        class Counting(ChatModel):
+            def _new_cache(self):
+                return []
+
+            def _cache_length(self, cache):
+                return len(cache)
+
+            def _trim_cache(self, cache, keep):
+                del cache[keep:]
+                return True
+
+            def _stream_pieces(self, slot, new_ids, max_tokens, temperature, top_p):
+                keeper = "document keeper" in self._last_system
+                reply = cls.KEEPER_REPLY if keeper else cls.ANSWER * 4
+                ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"][:max_tokens]
+                fed = list(new_ids) + ids[:-1]  # the last answer token is never fed back
+                slot.cache.extend(fed)
+                slot.tokens.extend(fed)
+                yield self.tokenizer.decode(ids)
+                return "stop" if len(ids) < max_tokens else "length"
+
+            def stream(self, messages, max_tokens, temperature=0.0, top_p=1.0):
+                self._last_system = messages[0]["content"] if messages else ""
+                return super().stream(messages, max_tokens, temperature, top_p)
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer.chat_template = CHAT_TEMPLATE  # Llama 3 Instruct's layout
+        return Counting(tokenizer, CONTEXT_WINDOW, name="Llama 3 tokenizer")
+
+
+# Cited, not measured: llama.cpp llama-bench, Llama 3 8B Q4_K_M, pp512 / tg512 tokens/s (May 2024),
+# github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference README.
+CITED_MAC_SPEEDS = {"M1 Max 32-core GPU": (408.23, 35.73), "M3 Max 40-core GPU": (693.32, 48.97),
+                    "M2 Ultra 76-core GPU": (994.04, 78.81)}
+
+
+def llama3_estimates(folder: Path, turns: int, answer_tokens: int) -> dict:
+    """Prompt tokens processed per turn with Llama 3's tokenizer, short and full-size passages,
+    and the time to first token they imply at the cited Mac prefill speeds."""
+    model = TokenCountingModel(folder)
+    result = {}
+    for label, repeat in (("short passages", 1), ("e5-size passages (~500 tokens)", 12)):
+        runs = {name: run_conversation(model, turns, answer_tokens, cached, repeat)
+                for name, cached in (("without_cache", False), ("with_cache", True))}
+        print(f"Llama 3 tokenizer, {label}:")
+        for turn_plain, turn_cached in zip(runs["without_cache"], runs["with_cache"]):
+            processed = turn_cached["keeper"]["processed"] + turn_cached["answer"]["processed"]
+            total = turn_plain["keeper"]["prompt"] + turn_plain["answer"]["prompt"]
+            line = (f"  prompt tokens processed on turn {turn_cached['turn']}: {processed} of {total} "
+                    f"(keeper {turn_cached['keeper']['processed']} of {turn_cached['keeper']['prompt']}, "
+                    f"answer {turn_cached['answer']['processed']} of {turn_cached['answer']['prompt']})")
+            estimates = {mac: (round(total / pp, 2), round(processed / pp, 2)) for mac, (pp, _) in CITED_MAC_SPEEDS.items()}
+            print(line + "; prefill s without/with cache: " +
+                  ", ".join(f"{mac} {a}/{b}" for mac, (a, b) in estimates.items()))
+            result.setdefault(label, []).append({"turn": turn_cached["turn"], "processed": processed, "prompt": total,
+                                                 "keeper": [turn_cached["keeper"]["processed"], turn_cached["keeper"]["prompt"]],
+                                                 "answer": [turn_cached["answer"]["processed"], turn_cached["answer"]["prompt"]],
+                                                 "prefill_s_without_with": estimates})
+    return result
+
+
 def setup_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Generation time per chat turn on the tiny fixture model.")
     parser.add_argument("--turns", type=int, default=DEFAULT_TURNS)
     parser.add_argument("--answer-tokens", type=int, default=DEFAULT_ANSWER_TOKENS)
-    parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), choices=DEFAULT_BACKENDS)
+    parser.add_argument("--backends", nargs="*", default=list(DEFAULT_BACKENDS), choices=DEFAULT_BACKENDS,
+                        help="none: only the Llama 3 token counts")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--llama3-tokenizer", type=Path,
+                        help="folder with Llama 3's tokenizer.json: also count Llama 3 8B's prompt tokens "
+                             "per turn and estimate its time to first token on Macs from cited speeds")
     return parser
 
 
@@ -206,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{backend}: skipped ({err})")
                 continue
             report["backends"].append(figures)
+        if args.llama3_tokenizer:
+            report["llama3_estimates"] = llama3_estimates(args.llama3_tokenizer, args.turns, args.answer_tokens)
+            report["llama3_speeds_cited"] = {"source": "github.com/XiongjieDai/GPU-Benchmarks-on-LLM-Inference "
+                                             "(llama.cpp, Llama 3 8B Q4_K_M, pp512/tg512 tokens/s)",
+                                             "speeds": CITED_MAC_SPEEDS}
     if RETRIEVAL_RESULTS.is_file():
         turn = json.loads(RETRIEVAL_RESULTS.read_text()).get("turn") or {}
         if "median_ms" in turn:
