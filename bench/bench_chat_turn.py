@@ -3,6 +3,7 @@ without the prompt caches, in one run:
 
     .venv/bin/python bench/bench_chat_turn.py                  # transformers and MLX, 3 turns
     .venv/bin/python bench/bench_chat_turn.py --backends transformers --turns 6
+    .venv/bin/python bench/bench_chat_turn.py --repeats 3 --llama3-tokenizer FOLDER   # README's figures
 
 A scripted conversation; each turn runs what `main.py` runs for a message once the passages are
 back: the document keeper pass (greedy, capped at 96 tokens), prompt assembly under the context
@@ -11,7 +12,9 @@ Printed per turn and pass: `prompt tokens processed on turn N: P of T` (T the pr
 P what the model had to process: T without the caches), time to the first answer piece and
 decode tokens/s; then whether the greedy answers were the same with and without the caches.
 The tiny model (2 layers, 64 wide) measures our code around the LLM and the share of each prompt
-that is re-processed, not an 8B model's speed. The part outside generation (query embedding +
+that is re-processed, not an 8B model's speed. With `--llama3-tokenizer` (a folder holding Llama 3's
+tokenizer.json) the same conversation is also counted in Llama 3's tokens, with short and with
+e5-size passages, and turned into prefill times at prefill speeds cited from a public Mac benchmark. The part outside generation (query embedding +
 search) is measured by bench/bench_retrieval.py; its figure is copied in when
 bench/results/retrieval.json exists. Results: bench/results/chat_turn.json.
 """
@@ -21,6 +24,7 @@ import argparse
 import io
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -140,7 +144,7 @@ def run_conversation(llm, turns: int, answer_tokens: int, cached: bool, repeat: 
     return results
 
 
-def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int) -> dict:
+def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int, repeats: int = 1) -> dict:
     """The conversation without, then with, the prompt caches, on one backend."""
     from llm_backend import load_llm
 
@@ -151,7 +155,12 @@ def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int) ->
     result = {"backend": backend, "load_s": round(load_s, 2), "dtype": str(getattr(llm, "dtype", "")),
               "answer_tokens": answer_tokens}
     for label, cached in (("without_cache", False), ("with_cache", True)):
-        result[label] = run_conversation(llm, turns, answer_tokens, cached)
+        runs = [run_conversation(llm, turns, answer_tokens, cached) for _ in range(repeats)]
+        result[label] = runs[0]
+        for number, turn in enumerate(result[label]):  # timings: the median over the repeats
+            for name in ("keeper", "answer"):
+                for figure in ("first_piece_ms", "decode_tokens_per_s"):
+                    turn[name][figure] = round(statistics.median(run[number][name][figure] for run in runs), 1)
         print(f"{backend} {label.replace('_', ' ')}:")
         for turn in result[label]:
             for name in ("keeper", "answer"):
@@ -262,6 +271,7 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backends", nargs="*", default=list(DEFAULT_BACKENDS), choices=DEFAULT_BACKENDS,
                         help="none: only the Llama 3 token counts")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--repeats", type=int, default=1, help="conversations per setting; timings are their median")
     parser.add_argument("--llama3-tokenizer", type=Path,
                         help="folder with Llama 3's tokenizer.json: also count Llama 3 8B's prompt tokens "
                              "per turn and estimate its time to first token on Macs from cited speeds")
@@ -283,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         widen_context(folder, CONTEXT_WINDOW)
         for backend in args.backends:
             try:
-                figures = bench_backend(backend, folder, args.turns, args.answer_tokens)
+                figures = bench_backend(backend, folder, args.turns, args.answer_tokens, args.repeats)
             except ImportError as err:
                 print(f"{backend}: skipped ({err})")
                 continue
