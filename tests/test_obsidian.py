@@ -1,7 +1,7 @@
-"""obsidian_to_embeddings: vault walking, frontmatter, cleaning, token-budgeted chunking, bad input.
+"""obsidian_to_embeddings: vault walking, frontmatter, dates, documents, bad input, the preview CLI.
 
-Most tests count tokens as words (fast and exact to reason about); the budget tests use the real
-packaged embedding model's tokenizer, and one the multilingual E5 (SentencePiece) one.
+Tokens are counted as words (fast and exact to reason about), except on the real vault, which uses
+the packaged embedding model's tokenizer. Markup cleaning and chunking are in test_obsidian_markdown.
 """
 from __future__ import annotations
 
@@ -50,11 +50,6 @@ def text_of(chunks) -> str:
     return "\n".join(c.text for c in chunks)
 
 
-def body_words(chunks) -> list[str]:
-    """Words of the chunk bodies (the header line of each chunk left out)."""
-    return [w for c in chunks for w in c.text.split("\n", 1)[-1].split()]
-
-
 # ---------------------------------------------------------------- nothing lost
 
 
@@ -69,48 +64,6 @@ def test_first_and_last_lines_and_short_notes_are_kept(tmp_path):
     assert long_chunks[-1].text.endswith("Last line zebra")
     assert [c.text for c in chunks["obsidian:Short.md"]] == ["Short\nHi"]
     assert "Solo" in text_of(chunks["obsidian:One word heading.md"])
-
-
-RICH_NOTE = """---
-tags: [alpha]
----
-Opening paragraph with quokka and [[Target Note|visible alias]] words.
-Second line keeps wombat.
-
-## Heading One
-- item koala
-- [ ] task emu
-- [x] done dingo
-
-> [!warning] Callout title platypus
-> Callout body echidna
-
-| Col A | Col B |
-|-------|-------|
-| cassowary | [[Link#Section]] |
-
-```python
-def numbat():
-    return "bilby"
-```
-
-### Deep heading
-Closing sentence with ==highlighted wallaby== and [a link](https://example.com/x) to quoll.
-Final line dugong"""
-RICH_VISIBLE = """Opening paragraph with quokka and visible alias words. Second line keeps wombat. Heading One
-item koala task emu done dingo Callout title platypus Callout body echidna Col A Col B cassowary
-Link Section def numbat(): return "bilby" Deep heading Closing sentence with highlighted wallaby and
-a link to quoll. Final line dugong"""
-
-
-@pytest.mark.parametrize("max_tokens", [12, 25, 60, 400])
-def test_no_visible_word_is_lost_at_any_budget(tmp_path, max_tokens):
-    write(tmp_path, "Rich.md", RICH_NOTE)
-    chunks, _ = ingest(tmp_path, max_tokens=max_tokens)
-    found = set(re.findall(r"[\w()\":]+", text_of(chunks["obsidian:Rich.md"])))
-    missing = [w for w in re.findall(r"[\w()\":]+", RICH_VISIBLE) if w not in found]
-    assert missing == []
-    assert all(words(c.text) <= max_tokens for c in chunks["obsidian:Rich.md"])
 
 
 # ---------------------------------------------------------------- walking the vault
@@ -267,187 +220,6 @@ def test_dates_from_daily_note_name_frontmatter_or_mtime(tmp_path):
     assert when("obsidian:Linked.md")[0].date().isoformat() == "2022-02-03"
     start, end, origin = when("obsidian:Undated.md")
     assert (start, end, origin) == (datetime.fromtimestamp(1_600_000_000).astimezone(),) * 2 + ("mtime",)
-
-
-# ---------------------------------------------------------------- cleaning
-
-
-@pytest.mark.parametrize("markdown, expected", [
-    ("See [[A|B]] now", "See B now"),
-    ("See [[A#H]] now", "See A > H now"),
-    ("See [[A]] and [[A.md]] and [[#Local heading]]", "See A and A and Local heading"),
-    ("See [[A#^blockref]] now", "See A now"),
-    ("Pic ![[photo.png]] ![[photo.png|300]] ![[doc.pdf#page=2]] ![[View.base#Table]] end", "Pic end"),
-    ("Embed ![[Other note]] ![[Other note#Part]]", "Embed Other note Other note > Part"),
-    ("Keep %%hidden%% this", "Keep this"),
-    ("Keep <!-- html comment --> this", "Keep this"),
-    ("A paragraph ^block-id-1", "A paragraph"),
-    ("==highlighted== and **bold** and *italic* and ~~struck~~ and _under_", "highlighted and bold and italic and struck and under"),
-    ("A [markdown link](https://example.com/a_(b)) and <https://x.org>", "A markdown link and https://x.org"),
-    ("An image ![alt text|200](img.png) and ![](img.png) here", "An image alt text and here"),
-    ("Footnote[^1] here ^[inline note]", "Footnote here inline note"),
-    ("Inline `[[not a link]] %%kept%%` code", "Inline [[not a link]] %%kept%% code"),
-    ("Escaped \\*stars\\* and 2*3*4 and snake_case_name", "Escaped *stars* and 2*3*4 and snake_case_name"),
-    ("Line<br>break and <span style='x'>span</span>", "Line break and span"),
-    ("| cell a | [[X\\|alias]] |", "cell a | alias"),
-])
-def test_inline_markup_is_cleaned(tmp_path, markdown, expected):
-    write(tmp_path, "N.md", markdown)
-    chunks, _ = ingest(tmp_path)
-    assert text_of(chunks["obsidian:N.md"]) == "N\n" + expected
-
-
-def test_blocks_comments_callouts_and_code(tmp_path):
-    write(tmp_path, "N.md", """Before
-%%
-a hidden
-multi-line comment
-%%
-After
-
-> [!note]- Folded title
-> Callout text stays
->> nested quote
-
----
-
-```js
-const x = "[[kept literally]]"; // %% also kept
-
-let y = 2;
-```
-
-```dataview
-TABLE file.name FROM #tag
-```
-~~~
-tilde fence
-~~~
-- [ ] open task
-- [x] closed task""")
-    chunks, _ = ingest(tmp_path)
-    assert text_of(chunks["obsidian:N.md"]) == "\n".join([
-        "N", "Before", "After", "", "Folded title", "Callout text stays", "nested quote", "",
-        'const x = "[[kept literally]]"; // %% also kept', "", "let y = 2;", "", "tilde fence", "",
-        "- open task", "- closed task",
-    ])
-
-
-def test_headings_structure_headers_and_merging(tmp_path):
-    write(tmp_path, "Aliases.md", """Intro text.
-
-# Aliases
-## Add an alias to a note
-Use the aliases property.
-## Find a note using an alias
-### Details
-Type the alias in the switcher.
-## Empty heading
-""")
-    chunks, _ = ingest(tmp_path, max_tokens=400)
-    [merged] = chunks["obsidian:Aliases.md"]  # small neighbours merged into one chunk
-    assert merged.text == "\n".join([
-        "Aliases", "Intro text.", "", "Aliases > Add an alias to a note", "Use the aliases property.", "",
-        "Find a note using an alias > Details", "Type the alias in the switcher.", "", "Empty heading"])
-    write(tmp_path, "N.md", "# A\n## B\none two three four five six seven eight nine ten\n"
-                            "## C\n### D\neleven twelve thirteen fourteen fifteen sixteen seventeen")
-    small, _ = ingest(tmp_path, max_tokens=21)
-    assert [(c.heading, c.text) for c in small["obsidian:N.md"]] == [
-        ("A > B", "N > A > B\none two three four five six seven eight nine ten"),
-        ("A > C > D", "N > A > C > D\neleven twelve thirteen fourteen fifteen sixteen seventeen"),
-    ]
-
-
-def test_heading_too_long_for_the_header_goes_into_the_body(tmp_path):
-    write(tmp_path, "N.md", "# Top\n## " + " ".join(f"h{i}" for i in range(30)) + "\nbody words")
-    chunks, _ = ingest(tmp_path, max_tokens=40)
-    texts = [c.text for c in chunks["obsidian:N.md"]]
-    assert all(words(t) <= 40 for t in texts)
-    assert texts[0].startswith("N > Top > h0 h1") and texts[0].split("\n")[0].endswith("…")
-    in_order = list(dict.fromkeys(body_words(chunks["obsidian:N.md"])))  # minus the overlap
-    assert in_order == ["Top", ">"] + [f"h{i}" for i in range(30)] + ["body", "words"]
-
-
-def test_big_section_is_split_with_overlap_and_header_on_every_chunk(tmp_path):
-    sentences = [f"Sentence number {i} talks about topic{i}." for i in range(60)]
-    write(tmp_path, "Big.md", "## Part\n" + " ".join(sentences))
-    chunks, _ = ingest(tmp_path, max_tokens=60)
-    pieces = chunks["obsidian:Big.md"]
-    assert len(pieces) > 4
-    assert all(c.text.startswith("Big > Part\n") and words(c.text) <= 60 for c in pieces)
-    for before, after in zip(pieces, pieces[1:]):
-        last_sentence = re.findall(r"Sentence number \d+ talks about topic\d+\.", before.text)[-1]
-        assert after.text.split("\n")[1] == last_sentence  # modest overlap: one sentence
-    assert all(f"topic{i}." in text_of(pieces) for i in range(60))
-
-
-# ---------------------------------------------------------------- budgets with real tokenizers
-
-
-def hard_vault(root: Path) -> Path:
-    write(root, "Giant paragraph.md", "Intro.\n\n" + " ".join(
-        f"The {i}th sentence mentions photosynthesis and chlorophyll pigments." for i in range(400)))
-    write(root, "Giant line.md", "## Data\n" + "x7Q" * 20_000)
-    write(root, "Giant word list.md", " ".join(f"w{i}" for i in range(5000)))
-    write(root, "Huge table.md", "| Name | City | Notes |\n|---|---|---|\n" + "\n".join(
-        f"| person {i} | city {i % 17} | likes item {i * 7} very much |" for i in range(800)))
-    write(root, "Long heading.md", "# " + "very long heading " * 200 + "\nbody under it")
-    write(root, ("Long title " * 12).strip() + ".md", "short body")
-    write(root, "Many sections.md", "\n".join(f"## Section {i}\nline {i} text" for i in range(300)))
-    write(root, "Code.md", "```python\n" + "\n".join(f"value_{i} = compute({i}, 'x' * {i})" for i in range(2000))
-          + "\n```")
-    write(root, "Unicode.md", "日本語のテキストです。" * 2000 + "\n\nÉmoji 🐙🌲 ação " * 300)
-    return root
-
-
-def check_budget(vault: Path, count, budget: int):
-    chunks, warnings = ingest(vault, count=count, max_tokens=budget)
-    assert warnings == []
-    over = [(doc, count(c.text)) for doc, cs in chunks.items() for c in cs if count(c.text) > budget]
-    assert over == []
-    assert all(len(c.text) <= budget * obsidian.MAX_CHARS_PER_TOKEN for cs in chunks.values() for c in cs)
-    return chunks
-
-
-def test_every_chunk_fits_the_real_model_budget(tmp_path, embedder):
-    budget = embedder.passage_token_budget
-    chunks = check_budget(hard_vault(tmp_path), embedder.count_tokens, budget)
-    giant = text_of(chunks["obsidian:Giant paragraph.md"])
-    assert all(f"The {i}th sentence" in giant for i in range(400))
-    line_chunks = chunks["obsidian:Giant line.md"]
-    assert len(line_chunks) > 1 and "".join(body_words(line_chunks)) == "x7Q" * 20_000
-    word_list = body_words(chunks["obsidian:Giant word list.md"])  # overlap repeats a few words
-    assert list(dict.fromkeys(word_list)) == [f"w{i}" for i in range(5000)] and len(word_list) < 6000
-    table = chunks["obsidian:Huge table.md"]
-    assert len(table) > 5 and all(c.text.split("\n")[1] == "Name | City | Notes" for c in table)
-    assert all(f"person {i} |" in text_of(table) for i in range(800))
-    assert text_of(chunks["obsidian:Many sections.md"]).count("line 299 text") == 1
-    assert "body under it" in text_of(chunks["obsidian:Long heading.md"])
-
-
-def test_every_chunk_fits_a_sentencepiece_budget(tmp_path, multilingual_model_path):
-    from embedding_generator_multilingual import Embedder
-
-    e5 = Embedder(multilingual_model_path, device="cpu")
-    check_budget(hard_vault(tmp_path), e5.count_tokens, e5.passage_token_budget)
-    check_budget(tmp_path, e5.count_tokens, 40)
-
-
-def test_token_counting_is_linear_not_quadratic(tmp_path):
-    calls = []
-
-    def counting(text):
-        calls.append(len(text))
-        return words(text)
-
-    paragraphs = [f"Paragraph {i} says something about item {i}. It goes on a little." for i in range(3000)]
-    write(tmp_path, "Long.md", "\n\n".join(paragraphs))
-    chunks, _ = ingest(tmp_path, count=counting, max_tokens=120)
-    produced = len(chunks["obsidian:Long.md"])
-    # About one count per paragraph and a few per chunk; the text counted in all is a small
-    # multiple of the note (a quadratic packer would count it hundreds of times).
-    assert len(calls) < 3 * len(paragraphs) + 4 * produced
-    assert sum(calls) < 4 * len("\n\n".join(paragraphs))
 
 
 # ---------------------------------------------------------------- bad input

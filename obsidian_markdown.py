@@ -1,0 +1,609 @@
+"""Markdown of one Obsidian note -> chunk texts: no files, no settings, only text.
+
+    sections = parse_body(body)                       # cleaned sections under their headings
+    for text, path, _ in NoteChunker(title, count_tokens, max_tokens).chunk(sections): ...
+
+The body (frontmatter already removed) is cleaned of markup: `[[A|B]]` -> `B`, embeds of
+attachments, `%%comments%%`, `^block-ids`, callout markers and plugin query blocks dropped, code
+kept verbatim. Sections are then packed or cut (blocks, lines, sentences, words) so that every
+chunk text, its header line `Title > Heading > Subheading` included, fits the token budget.
+`obsidian_to_embeddings` does the vault around it: walking, reading, frontmatter, dates.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+# A chunk never holds more characters than this per budget token. Tokenizers count a very long
+# run of letters as one unknown token, so the token budget alone would let such a "word" grow
+# without bound; normal text has 3-5 characters per token.
+MAX_CHARS_PER_TOKEN = 8
+# Overlap between consecutive chunks cut out of one section: the last sentence, at most this.
+DEFAULT_OVERLAP_TOKENS = 32
+MIN_OVERLAP_TOKENS = 6
+# The header line (title > heading path) takes at most this share of the budget.
+MAX_HEADER_SHARE = 3
+# Fenced blocks in these languages are plugin queries (Dataview, Bases, search...): what
+# Obsidian shows is their result, not their code, so they are dropped like embeds.
+QUERY_LANGUAGES = frozenset({"dataview", "dataviewjs", "query", "base", "tasks"})
+
+
+# ---------------------------------------------------------------- wikilinks
+
+_WIKILINK = re.compile(r"(!?)\[\[([^\[\]\n]*?)\]\]")
+_EXTENSION = re.compile(r"\.[A-Za-z][A-Za-z0-9]{0,7}$")
+
+
+def link_text(inner: str) -> str:
+    """Readable text of a wikilink's inside: `A|B` -> `B`, `A#H` -> `A > H`, `A#^id` -> `A`, `A.md` -> `A`."""
+    inner = inner.replace("\\|", "|")
+    if "|" in inner:
+        target, alias = inner.split("|", 1)
+        if alias.strip():
+            return alias.strip()
+        inner = target
+    target, _, sub = inner.partition("#")
+    target = target.strip()
+    if target.lower().endswith(".md"):
+        target = target[:-3]
+    parts = [p.strip() for p in sub.split("#") if p.strip() and not p.strip().startswith("^")]
+    return " > ".join(([target] if target else []) + parts)
+
+
+def is_attachment(inner: str) -> bool:
+    """A link target with a file extension other than `.md` (image, PDF, `.base`, `.canvas`...)."""
+    target = inner.replace("\\|", "|").split("|", 1)[0].split("#", 1)[0].strip()
+    match = _EXTENSION.search(target)
+    return bool(match) and match.group().lower() != ".md"
+
+
+def unlink(text: str) -> str:
+    """Wikilinks in a string replaced by their readable text (`"[[Steph Ango]]"` -> `Steph Ango`)."""
+    return _WIKILINK.sub(lambda m: link_text(m.group(2)), text).strip() if "[[" in text else text
+
+# ---------------------------------------------------------------- body cleaning
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)")
+_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+_RULE = re.compile(r"^ {0,3}(?:(?:-[ \t]*){3,}|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,})$")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$")
+_QUOTE = re.compile(r"^\s*(?:>\s?)+")
+_CALLOUT = re.compile(r"^\[!([^\]]*)\][+-]?\s*")
+_QUOTED_HEADING = re.compile(r"^#{1,6}\s+")
+_TASK = re.compile(r"^(\s*(?:[-*+]|\d+[.)])\s+)\[.\]\s+")
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+_MD_IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\n]*)\)")
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\((?:[^()\n]|\([^()\n]*\))*\)")
+_REF_LINK = re.compile(r"\[([^\]\n]+)\]\[[^\]\n]*\]")
+_AUTOLINK = re.compile(r"<((?:https?|mailto|obsidian|file):[^>\s]+)>")
+_HTML_TAG = re.compile(
+    r"</?(?:a|abbr|b|big|blockquote|br|center|cite|code|del|details|div|em|figcaption|figure|font|"
+    r"h[1-6]|hr|i|img|ins|kbd|li|mark|ol|p|pre|q|s|small|span|strike|strong|sub|summary|sup|table|"
+    r"tbody|td|th|thead|tr|u|ul|iframe|video|audio|source|input|label|section|article|aside|nav)\b[^>]*>",
+    re.IGNORECASE,
+)
+_FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\](?!:)")
+_FOOTNOTE_DEF = re.compile(r"^\[\^[^\]\s]+\]:\s*")
+_INLINE_FOOTNOTE = re.compile(r"\^\[([^\]\n]*)\]")
+_BLOCK_ID = re.compile(r"(?:^|\s+)\^[A-Za-z0-9-]+\s*$")
+_EMPHASIS = (
+    re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*"),
+    re.compile(r"__(?=\S)(.+?)(?<=\S)__"),
+    re.compile(r"~~(?=\S)(.+?)(?<=\S)~~"),
+    re.compile(r"==(?=\S)(.+?)(?<=\S)=="),
+    re.compile(r"(?<![\w*\\])\*(?=[^\s*])(.+?)(?<=[^\s*\\])\*(?![\w*])"),
+    re.compile(r"(?<![\w\\])_(?=[^\s_])(.+?)(?<=[^\s_\\])_(?!\w)"),
+)
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_SPACES = re.compile(r"[ \t\u00a0]{2,}")
+_INLINE_TAG = re.compile(r"(?<![^\s(\[])#([^\s#!\"$%&'()*+,.:;<=>?@\[\\\]^`{|}~\u3000]+)")
+_PLACEHOLDER = re.compile(r"\x00(\d+)\x00")
+_COMMENT_OPEN = re.compile(r"`+|%%|<!--")
+_CLOSING_HASHES = re.compile(r"\s+#+$")
+
+
+def _skip_comments(line: str, state: str | None) -> tuple[str, str | None]:
+    """The visible part of `line` with `%%...%%` and `<!--...-->` removed; `state` carries an
+    open comment to the next line. Openers inside `code spans` do not count."""
+    out: list[str] = []
+    pos = 0
+    while pos < len(line):
+        if state is not None:
+            close = "%%" if state == "%%" else "-->"
+            end = line.find(close, pos)
+            if end < 0:
+                return "".join(out), state
+            pos = end + len(close)
+            state = None
+            continue
+        match = _COMMENT_OPEN.search(line, pos)
+        if match is None:
+            out.append(line[pos:])
+            break
+        token = match.group()
+        if token.startswith("`"):
+            closing = line.find(token, match.end())
+            stop = closing + len(token) if closing >= 0 else match.end()
+            out.append(line[pos:stop])
+            pos = stop
+            continue
+        out.append(line[pos:match.start()])
+        state = token
+        pos = match.end()
+    return "".join(out), state
+
+
+def clean_inline(line: str, tags: list[str] | None = None) -> str:
+    """One line of note text without markup; inline `#tags` are appended to `tags`.
+
+    "> [!tip] See [[Kyoto#Temples|the temples]] ==now== ^ab12" -> "See the temples now"
+    """
+    codes: list[str] = []
+
+    def keep_code(match: re.Match) -> str:
+        codes.append(match.group(2).strip() if match.group(2).strip() else match.group(2))
+        return f"\x00{len(codes) - 1}\x00"
+
+    # Each rewrite runs only when its marker character is there: most lines are plain prose.
+    if "`" in line:
+        line = _CODE_SPAN.sub(keep_code, line)
+    if "[" in line:
+        line = _WIKILINK.sub(lambda m: "" if m.group(1) and is_attachment(m.group(2)) else link_text(m.group(2)),
+                             line)
+        line = _MD_IMAGE.sub(lambda m: m.group(1).split("|")[0]
+                             if re.search(r"[^\W\d_]", m.group(1).split("|")[0]) else "", line)
+        line = _MD_LINK.sub(r"\1", line)
+        line = _REF_LINK.sub(r"\1", line)
+    if "<" in line:
+        line = _AUTOLINK.sub(r"\1", line)
+        line = _HTML_TAG.sub(" ", line)
+    if "^" in line:
+        line = _INLINE_FOOTNOTE.sub(r"\1", line)
+        line = _FOOTNOTE_DEF.sub("", line)
+        line = _FOOTNOTE_REF.sub("", line)
+        line = _BLOCK_ID.sub("", line)
+    if any(mark in line for mark in "*_~="):
+        for pattern in _EMPHASIS:
+            line = pattern.sub(r"\1", line)
+    if tags is not None and "#" in line:
+        tags.extend(t for t in _INLINE_TAG.findall(line) if not t.isdigit() and not t.replace("/", "").isdigit())
+    if "\\" in line:
+        line = _ESCAPE.sub(r"\1", line)
+    if codes:
+        line = _PLACEHOLDER.sub(lambda m: codes[int(m.group(1))], line)
+    return (_SPACES.sub(" ", line) if "  " in line or "\t" in line or "\u00a0" in line else line).strip()
+
+
+@dataclass
+class Block:
+    """A paragraph, list, table or code block of a section, already cleaned."""
+
+    kind: str  # "text", "table" or "code"
+    text: str
+
+
+@dataclass
+class Section:
+    """The text under one heading; `path` is the heading path (empty before the first heading)."""
+
+    path: tuple[str, ...]
+    blocks: list[Block] = field(default_factory=list)
+
+
+def parse_body(body: str, tags: list[str] | None = None) -> list[Section]:
+    """Cleaned sections of a note body (frontmatter already removed), in order.
+
+    Headings outside code open sections; blank lines separate blocks; fenced code is kept
+    verbatim (query blocks of plugins dropped); comments, embeds and markup are removed.
+    """
+    sections = [Section(())]
+    stack: list[tuple[int, str]] = []  # (level, heading text)
+    lines: list[str] = []
+    table = True
+    fence: tuple[str, str] | None = None  # (marker, language)
+    comment: str | None = None
+
+    def flush() -> None:
+        nonlocal lines, table
+        if lines:
+            sections[-1].blocks.append(Block("table" if table and len(lines) > 1 else "text", "\n".join(lines)))
+        lines, table = [], True
+
+    for raw_line in body.splitlines():
+        if fence is not None:
+            stripped = raw_line.strip()
+            if stripped.startswith(fence[0][0] * len(fence[0])) and not stripped.strip(fence[0][0]):
+                if fence[1] not in QUERY_LANGUAGES and "\n".join(lines).strip():
+                    sections[-1].blocks.append(Block("code", "\n".join(lines).strip("\n")))
+                lines, fence = [], None
+            else:
+                lines.append(raw_line.rstrip())
+            continue
+        line, comment = _skip_comments(raw_line, comment)
+        if not line.strip():
+            if not raw_line.strip():
+                flush()  # a real blank line; a line that held only a comment joins its neighbours
+            continue
+        opening = _FENCE.match(line)
+        if opening:
+            flush()
+            fence = (opening.group(1), opening.group(2).lower())
+            continue
+        heading = _HEADING.match(line)
+        if heading:
+            flush()
+            level = len(heading.group(1))
+            title = clean_inline(_CLOSING_HASHES.sub("", heading.group(2) or ""), tags)
+            if not title:
+                continue
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, title))
+            sections.append(Section(tuple(t for _, t in stack)))
+            continue
+        if _RULE.match(line) or _TABLE_SEPARATOR.match(line) and "-" in line and "|" in line:
+            continue
+        is_row = line.lstrip().startswith("|")
+        quote = _QUOTE.match(line)
+        if quote:
+            line = line[quote.end():]
+            callout = _CALLOUT.match(line)
+            if callout:
+                line = line[callout.end():]
+            line = _QUOTED_HEADING.sub("", line)
+        line = _TASK.sub(r"\1", line)
+        if is_row:
+            line = line.strip().strip("|")
+            line = re.sub(r"(?<!\\)\|", " | ", line)
+        text = clean_inline(line, tags)
+        if text:
+            table = table and is_row
+            lines.append(text)
+    if fence is not None and "\n".join(lines).strip() and fence[1] not in QUERY_LANGUAGES:
+        sections[-1].blocks.append(Block("code", "\n".join(lines).strip("\n")))  # unclosed fence
+        lines = []
+    flush()
+    return [s for s in sections if s.blocks or s.path]
+
+
+# ---------------------------------------------------------------- token-budgeted splitting
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？;])\s+")
+
+
+class Splitter:
+    """Token-budgeted splitting that calls `count_tokens` about once per piece, never on a
+    growing text: units are counted once, packed by their sums, and each pack verified."""
+
+    def __init__(self, count_tokens: Callable[[str], int]):
+        self.count_tokens = count_tokens
+        self.calls = 0
+        self._cache: dict[str, int] = {}  # one note's blocks are looked at more than once
+
+    def count(self, text: str) -> int:
+        if text not in self._cache:
+            self.calls += 1
+            self._cache[text] = self.count_tokens(text)
+        return self._cache[text]
+
+    def fits(self, text: str, budget: int, chars: int) -> int | None:
+        """Token count of `text` if it fits both budgets, else None (long texts are not counted)."""
+        if len(text) > chars:
+            return None
+        n = self.count(text)
+        return n if n <= budget else None
+
+    def split(self, text: str, budget: int, chars: int, kind: str = "text") -> list[tuple[str, int]]:
+        """Pieces of `text` (with their token counts), each within `budget` tokens and `chars`
+        characters: whole text, else lines, else sentences, else words, else characters."""
+        text = text.strip()
+        if not text:
+            return []
+        n = self.fits(text, budget, chars)
+        if n is not None:
+            return [(text, n)]
+        lines = [line for line in text.split("\n") if line.strip()]
+        if len(lines) > 1:
+            if kind == "table":
+                return self._split_table(lines, budget, chars)
+            return self._split_units(lines, "\n", budget, chars, kind)
+        if kind != "code":
+            sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+            if len(sentences) > 1:
+                return self._split_units(sentences, " ", budget, chars, kind)
+        return self.cut(text, budget, chars)
+
+    def _split_units(self, units: list[str], joiner: str, budget: int, chars: int, kind: str) -> list[tuple[str, int]]:
+        return self.pack_units([(unit, "text" if kind == "table" else kind) for unit in units], joiner, budget, chars)
+
+    def pack_units(self, units: list[tuple[str, str]], joiner: str, budget: int, chars: int) -> list[tuple[str, int]]:
+        """Pieces within budget made of consecutive (text, kind) units joined by `joiner`.
+
+        Takes as many units as should fill ~95% of the budget, judged by the characters per
+        token seen so far, and counts them once: about one call per piece, not one per unit.
+        Too many: the estimate shrinks and it retries. A unit too big alone is split finer.
+        """
+        per_token = 4.0
+        pieces: list[tuple[str, int]] = []
+        start = 0
+        while start < len(units):
+            target = max(1, min(chars, int(budget * per_token * 0.95)))
+            end = start + 1
+            length = len(units[start][0])
+            while end < len(units) and length + len(joiner) + len(units[end][0]) <= target:
+                length += len(joiner) + len(units[end][0])
+                end += 1
+            if end - start == 1:
+                pieces.extend(self.split(units[start][0], budget, chars, units[start][1]))
+                start = end
+                continue
+            joined = joiner.join(text for text, _ in units[start:end])
+            n = self.count(joined) if len(joined) <= chars else None
+            if n is not None and n <= budget:
+                pieces.append((joined, n))
+                per_token = max(1.0, len(joined) / max(n, 1))
+                start = end
+            else:
+                per_token = max(0.5, (len(joined) / n if n else per_token) * 0.85)
+        return self.pack(pieces, joiner, budget, chars)
+
+    def _split_table(self, rows: list[str], budget: int, chars: int) -> list[tuple[str, int]]:
+        # Each piece of a long table repeats the header row, so its columns keep their names.
+        header = rows[0]
+        header_tokens = self.count(header)
+        if header_tokens > budget // 3 or len(header) > chars // 3:
+            return self._split_units(rows, "\n", budget, chars, "text")
+        packs = self._split_units(rows[1:], "\n", budget - header_tokens - 1, chars - len(header) - 1, "text")
+        return [(f"{header}\n{text}", n + header_tokens) for text, n in packs]
+
+    def pack(self, pieces: list[tuple[str, int]], joiner: str, budget: int, chars: int) -> list[tuple[str, int]]:
+        """Greedily join consecutive pieces (each already within budget) while the sum of their
+        counts fits; every joined pack is counted once to confirm it."""
+        packs: list[tuple[str, int]] = []
+        current: list[tuple[str, int]] = []
+
+        def close() -> None:
+            while current:
+                if len(current) == 1:
+                    packs.append(current[0])
+                    break
+                joined = joiner.join(text for text, _ in current)
+                n = self.fits(joined, budget, chars)
+                if n is not None:
+                    packs.append((joined, n))
+                    break
+                # The sum underestimated: give back the last piece and try again.
+                tail = current.pop()
+                close()
+                current.append(tail)
+            current.clear()
+
+        total = 0
+        length = 0
+        for text, n in pieces:
+            if current and (total + n > budget or length + len(joiner) + len(text) > chars):
+                close()
+                total = length = 0
+            current.append((text, n))
+            total += n
+            length += len(text) + len(joiner)
+        close()
+        return packs
+
+    def cut(self, text: str, budget: int, chars: int) -> list[tuple[str, int]]:
+        """Cut a text with no line or sentence breaks: at spaces where there are some, else
+        anywhere, sizing each piece from the characters-per-token seen so far."""
+        pieces: list[tuple[str, int]] = []
+        per_token = 4.0
+        rest = text.strip()
+        while rest:
+            n = self.fits(rest, budget, chars) if len(rest) <= budget * per_token * 1.5 else None
+            if n is not None:
+                pieces.append((rest, n))
+                break
+            size = max(1, min(chars, int(budget * per_token * 0.9), len(rest)))
+            while True:
+                end = size
+                space = rest.rfind(" ", size // 2, size + 1)
+                if space > 0 and end < len(rest):
+                    end = space
+                piece = rest[:end].strip()
+                n = self.count(piece) if piece else 0
+                if n <= budget or size == 1:
+                    break
+                size = max(1, min(size - 1, int(size * budget / n * 0.9)))
+            if piece:
+                pieces.append((piece, n))
+                per_token = max(1.0, len(piece) / max(n, 1))
+            rest = rest[end:].strip()
+        return pieces
+
+    def tail(self, text: str, budget: int) -> str:
+        """The last sentence (or last words) of `text` within `budget` tokens, for overlap."""
+        last = text.rstrip().rsplit("\n", 1)[-1]
+        sentences = [s for s in _SENTENCE_END.split(last) if s.strip()]
+        candidate = sentences[-1] if sentences else last
+        for _ in range(4):
+            candidate = candidate.strip()
+            if not candidate or len(candidate) > budget * MAX_CHARS_PER_TOKEN:
+                candidate = candidate[-budget * 3:]
+                space = candidate.find(" ")
+                candidate = candidate[space + 1:] if space >= 0 else candidate
+                continue
+            if self.count(candidate) <= budget:
+                return candidate
+            candidate = candidate[len(candidate) // 2:]
+            space = candidate.find(" ")
+            candidate = candidate[space + 1:] if space >= 0 else candidate
+        return ""
+
+
+
+# ---------------------------------------------------------------- notes to chunk texts
+
+
+def _common_prefix(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
+    prefix = paths[0]
+    for path in paths[1:]:
+        k = 0
+        while k < min(len(prefix), len(path)) and prefix[k] == path[k]:
+            k += 1
+        prefix = prefix[:k]
+    return prefix
+
+
+class NoteChunker:
+    """Turns the sections of one note into chunk texts within `max_tokens` (header included).
+
+    A section that fits is a unit; neighbouring units are merged while they fit (the header
+    then gives their common heading path and each merged section starts with its heading).
+    A section too big is cut at blocks, lines, sentences, with the previous piece's last
+    sentence repeated at the start of the next.
+    """
+
+    def __init__(self, title: str, count_tokens: Callable[[str], int], max_tokens: int):
+        self.splitter = Splitter(count_tokens)
+        self.max_tokens = max(8, max_tokens)
+        self.max_chars = self.max_tokens * MAX_CHARS_PER_TOKEN
+        self.overlap = min(DEFAULT_OVERLAP_TOKENS, self.max_tokens // 8)
+        self.title = self._fit_header(title) or "Untitled"
+        self._header_cache: dict[tuple[str, ...], tuple[str, int]] = {}
+        self._line_cache: dict[str, int] = {}
+        self._lost: dict[tuple[str, ...], str] = {}
+
+    def _fit_header(self, text: str) -> str:
+        limit = self.max_tokens // MAX_HEADER_SHARE
+        text = " ".join(text.split())
+        if self.splitter.fits(text, limit, self.max_chars // MAX_HEADER_SHARE) is not None:
+            return text
+        pieces = self.splitter.cut(text, limit - 1, self.max_chars // MAX_HEADER_SHARE - 1)
+        return pieces[0][0] + "…" if pieces else ""
+
+    def header(self, path: tuple[str, ...]) -> tuple[str, int]:
+        """The header line for a heading path and its token count (cut to a third of the budget)."""
+        if path not in self._header_cache:
+            full = " > ".join((self.title, *path))
+            text = self._fit_header(full) if path else self.title
+            if text != full and len(path) > 1:  # rather drop middle headings than the last one
+                short = " > ".join((self.title, "…", path[-1]))
+                text = short if self._fit_header(short) == short else text
+            self._header_cache[path] = (text, self.splitter.count(text))
+            # A heading too long for the header line goes whole into the body instead.
+            self._lost[path] = " > ".join(path) if path and text != full else ""
+        return self._header_cache[path]
+
+    def lost_heading(self, path: tuple[str, ...]) -> str:
+        """The heading path that the header line of `path` could not hold in full, or ""."""
+        self.header(path)
+        return self._lost[path]
+
+    def _line_tokens(self, line: str) -> int:
+        if line not in self._line_cache:
+            self._line_cache[line] = self.splitter.count(line)
+        return self._line_cache[line]
+
+    def chunk(self, sections: list[Section]) -> list[tuple[str, tuple[str, ...], str]]:
+        """(text, heading path, body) of each chunk, in note order."""
+        # An empty heading directly followed by its own subheading is already in their headers.
+        kept = [s for i, s in enumerate(sections)
+                if s.blocks or not (i + 1 < len(sections) and sections[i + 1].path[:len(s.path)] == s.path
+                                    and len(sections[i + 1].path) > len(s.path))]
+        out: list[tuple[str, tuple[str, ...], str]] = []
+        group: list[tuple[Section, str, int]] = []
+        for section in kept:
+            whole = self._whole(section)
+            if whole is None:
+                out.extend(self._flush(group))
+                group = []
+                out.extend(self._split_section(section))
+                continue
+            candidate = group + [(section, *whole)]
+            if group and self._estimate(candidate) > self.max_tokens:
+                out.extend(self._flush(group))
+                candidate = [(section, *whole)]
+            group = candidate
+        out.extend(self._flush(group))
+        return out
+
+    def _whole(self, section: Section) -> tuple[str, int] | None:
+        """(body, tokens) when the whole section fits under its own header, else None."""
+        header, header_tokens = self.header(section.path)
+        if self.lost_heading(section.path):
+            return None
+        budget = self.max_tokens - header_tokens - 1
+        chars = self.max_chars - len(header) - 1
+        body = "\n\n".join(block.text for block in section.blocks)
+        n = self.splitter.fits(body, budget, chars) if body else 0
+        return None if n is None else (body, n)
+
+    def _render(self, group: list[tuple[Section, str, int]]) -> tuple[str, tuple[str, ...], str, int]:
+        """(text, header path, body, estimated tokens) of merged whole sections."""
+        # A section with no text must show its heading in the body, so it limits the prefix.
+        prefix = _common_prefix([s.path if body else s.path[:-1] for s, body, _ in group])
+        header, estimate = self.header(prefix)
+        segments = [self.lost_heading(prefix)] if self.lost_heading(prefix) else []
+        previous = prefix
+        for section, body, tokens in group:
+            k = len(_common_prefix([previous, section.path]))
+            heading = " > ".join(section.path[max(k, len(prefix)):])
+            if heading:
+                estimate += self._line_tokens(heading) + 1
+            estimate += tokens + 1
+            segments.append("\n".join(part for part in (heading, body) if part))
+            previous = section.path
+        body = "\n\n".join(segments)
+        return f"{header}\n{body}", prefix, body, estimate
+
+    def _estimate(self, group: list[tuple[Section, str, int]]) -> int:
+        text, _, _, estimate = self._render(group)
+        return estimate if len(text) <= self.max_chars else self.max_tokens + 1
+
+    def _flush(self, group: list[tuple[Section, str, int]]) -> list[tuple[str, tuple[str, ...], str]]:
+        if not group:
+            return []
+        text, prefix, body, _ = self._render(group)
+        if self.splitter.fits(text, self.max_tokens, self.max_chars) is not None:
+            return [(text, prefix, body)]
+        if len(group) > 1:
+            return self._flush(group[:-1]) + self._flush(group[-1:])
+        return self._fit(prefix, body)
+
+    def _split_section(self, section: Section) -> list[tuple[str, tuple[str, ...], str]]:
+        header, header_tokens = self.header(section.path)
+        full = max(1, self.max_tokens - header_tokens - 1)
+        full_chars = max(1, self.max_chars - len(header) - 1)
+        blocks = [Block("text", self.lost_heading(section.path))] + section.blocks
+        # A piece of a table starts with its header row: context enough, no overlap needed.
+        table_headers = {block.text.split("\n", 1)[0] for block in blocks if block.kind == "table"}
+        # Pieces leave room for the overlap; then neighbours that fit together in the full budget
+        # (a lone intro line before a long list) are joined, since overlap would use that room.
+        packs = self.splitter.pack_units([(b.text, b.kind) for b in blocks if b.text.strip()], "\n\n",
+                                         max(1, full - self.overlap - 1),
+                                         max(1, full_chars - self.overlap * MAX_CHARS_PER_TOKEN))
+        packs = self.splitter.pack(packs, "\n\n", full, full_chars)
+        out = []
+        previous = ""
+        for body, tokens in packs:
+            room = min(self.overlap, full - tokens - 1)
+            overlap = self.splitter.tail(previous, room) if previous and room >= MIN_OVERLAP_TOKENS else ""
+            previous = body
+            if overlap and not body.startswith(overlap) and body.split("\n", 1)[0] not in table_headers:
+                body = f"{overlap}\n{body}"
+            out.extend(self._fit(section.path, body))
+        return out
+
+    def _fit(self, path: tuple[str, ...], body: str) -> list[tuple[str, tuple[str, ...], str]]:
+        """Header + body, verified; a body that still overflows is cut smaller until it fits."""
+        header, _ = self.header(path)
+        text = f"{header}\n{body}" if body else header
+        n = self.splitter.fits(text, self.max_tokens, self.max_chars)
+        if n is not None or not body:
+            return [(text, path, body)]
+        excess = (self.splitter.count(text) - self.max_tokens) if len(text) <= self.max_chars else 0
+        budget = self.max_tokens - self.header(path)[1] - 1 - max(excess, 1)
+        chars = self.max_chars - len(header) - 1
+        pieces = self.splitter.split(body, max(1, budget), max(1, chars))
+        if len(pieces) == 1 and budget <= 1:
+            return [(f"{header}\n{pieces[0][0]}", path, pieces[0][0])]
+        return [part for piece, _ in pieces for part in self._fit(path, piece)]
