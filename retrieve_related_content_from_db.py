@@ -48,8 +48,17 @@ DEFAULT_EF_SEARCH = 400
 # a larger one goes through the index with the widest beam pgvector allows.
 EXACT_SEARCH_MAX_ROWS = 20_000
 FILTERED_EF_SEARCH = 1000
-# At most this many chunks of one document (note or chat) in the top-k, while other
-# documents still have candidates.
+# A chat hit is read with up to CONTEXT_UNITS units before and after it, within its sitting
+# (a silence of SITTING_GAP ends one; whatsapp_to_embeddings cuts units at the same gap).
+CONTEXT_UNITS = 0  # off until chats are cut into small units
+SITTING_GAP = timedelta(hours=1)
+CONTEXT_WINDOW = timedelta(hours=12)  # how far a neighbour is looked for
+# A query names at most this many people; their passages weigh this much in the fusion.
+MAX_NAMED_PEOPLE = 4
+NAMED_PERSON_WEIGHT = 1.0
+# At most this many chunks of one note, or of one day of a chat, in the top-k, while others
+# still have candidates (bench/bench_memory.py: a cap per chat took all-questions recall@10
+# from 0.65 to 0.60).
 MAX_CHUNKS_PER_DOCUMENT = 3
 # Query words that carry no meaning for keyword search (English and Portuguese); words of
 # MIN_WORD_LENGTH characters or fewer are dropped too, in any language.
@@ -367,21 +376,31 @@ def _row_to_hit(row, mode: str) -> Hit:
     return hit
 
 
+def diversity_key(hit: Hit) -> tuple:
+    """What the per-document cap counts: a note, or one day (a sitting) of a chat. A question
+    about one person, whose whole history is one chat, must be able to fill the list from their
+    many sittings; one long sitting still cannot."""
+    if hit.source_kind == MESSAGES and hit.started_at is not None:
+        return hit.doc_id, hit.started_at.astimezone().date()
+    return hit.doc_id, None
+
+
 def diversify(hits: list[Hit], k: int, per_document: int = MAX_CHUNKS_PER_DOCUMENT) -> list[Hit]:
-    """The best `k` hits with at most `per_document` per doc_id; when too few other documents
-    have candidates, the capped ones fill the remaining slots (after the others, best first)
-    so the list stays full. "12 hits from one chat and 2 notes, k=5, cap 3 -> 3 chat + 2 notes";
-    "a0 a1 a2 a3 b0, k=5, cap 2 -> a0 a1 b0 a2 a3"."""
+    """The best `k` hits with at most `per_document` per note or chat day (`diversity_key`);
+    when too few others have candidates, the capped ones fill the remaining slots (after the
+    others, best first) so the list stays full. "12 hits from one note and 2 others, k=5,
+    cap 3 -> 3 + 2"; "a0 a1 a2 a3 b0, k=5, cap 2 -> a0 a1 b0 a2 a3"."""
     kept: list[Hit] = []
     held_back: list[Hit] = []
-    per_doc: dict[str, int] = {}
+    per_key: dict[tuple, int] = {}
     for hit in hits:
         if len(kept) == k:
             break
-        if per_doc.get(hit.doc_id, 0) >= per_document:
+        key = diversity_key(hit)
+        if per_key.get(key, 0) >= per_document:
             held_back.append(hit)
             continue
-        per_doc[hit.doc_id] = per_doc.get(hit.doc_id, 0) + 1
+        per_key[key] = per_key.get(key, 0) + 1
         kept.append(hit)
     # Refills go last: the cap decides priority, so they are the first to go when the
     # prompt runs short of room.
@@ -468,8 +487,154 @@ def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAU
         rows, _ = _run(store, vector, request, k, mode, use_filters=False)
     if not rows:
         raise EmptyIndexError(EMPTY_INDEX_HINT)
-    hits = diversify([_row_to_hit(row, mode) for row in rows], k)
+    hits = [_row_to_hit(row, mode) for row in rows]
+    if mode == "hybrid" and not request.people:
+        hits = _with_named_people(store, vector, request, k, hits, applied if not fell_back else {})
+    hits = with_chat_context(store, diversify(hits, len(hits)), k)
     return SearchResult(hits=hits, request=request, filters_applied=applied, fell_back=fell_back, note=note)
+
+
+# ---------------------------------------------------------------- names as signals
+# A question that names someone of the index ("When did Aisha adopt a cat?") should prefer the
+# passages with that person. Their name is in every passage of their chat, so the keyword half
+# drops it as a common word: instead their passages, ranked by vector distance, join the
+# reciprocal rank fusion as a third list.
+
+_people_cache: dict[tuple, dict[str, list[str]]] = {}
+
+
+def people_by_word(store: "Store") -> dict[str, list[str]]:
+    """{folded word of a name: the folded names with it} over every chat participant and
+    speaker of the index ("aisha" -> ["aisha"], "silva" -> ["maria silva"]). Read once per
+    state of the documents table (the scan of every chunk's people runs after ingestion only)."""
+    state = store.conn.execute("SELECT count(*), max(indexed_at) FROM documents").fetchone()
+    key = (store.url, *state)
+    if key not in _people_cache:
+        rows = store.conn.execute(
+            "SELECT DISTINCT p FROM chunks, unnest(people_folded) AS p WHERE source_kind = %s", (MESSAGES,)).fetchall()
+        by_word: dict[str, list[str]] = {}
+        for (name,) in rows:
+            for word in re.findall(r"[^\W_]+", name):
+                if len(word) > MIN_WORD_LENGTH and word not in STOPWORDS:
+                    by_word.setdefault(word, []).append(name)
+        _people_cache.clear()  # one index per process in practice: keep only the newest state
+        _people_cache[key] = by_word
+    return _people_cache[key]
+
+
+def named_people(store: "Store", query: str) -> list[str]:
+    """The people of the index the query names by a word of their name, as folded full names."""
+    by_word = people_by_word(store)
+    names: list[str] = []
+    for word in text_query_words(query):
+        for name in by_word.get(word, ()):
+            if name not in names:
+                names.append(name)
+    return names[:MAX_NAMED_PEOPLE]
+
+
+def _with_named_people(store: "Store", vector, request: SearchRequest, k: int, hits: list[Hit],
+                       applied: dict) -> list[Hit]:
+    """`hits` re-fused with the named people's own passages (vector order) as a third RRF list."""
+    import dataclasses
+
+    names = named_people(store, request.query)
+    if not names:
+        return hits
+    # Only the person's passages, under the same filters that produced `hits`.
+    person_request = dataclasses.replace(request, people=names) if applied else SearchRequest(
+        request.query, people=names)
+    person_rows, _ = _run(store, vector, person_request, k, "vector", use_filters=True)
+    by_id = {hit.chunk_id: hit for hit in hits}
+    for rank, row in enumerate(person_rows, 1):
+        hit = by_id.get(row[0])
+        if hit is None:
+            hit = by_id[row[0]] = _row_to_hit(row, "hybrid")
+            hit.fused_score, hit.vector_rank, hit.text_rank = 0.0, None, None
+        hit.fused_score = (hit.fused_score or 0.0) + NAMED_PERSON_WEIGHT / (RRF_K + rank)
+    return sorted(by_id.values(), key=lambda h: (-(h.fused_score or 0.0), h.vector_rank or 10**9, h.chunk_id))
+
+
+# ---------------------------------------------------------------- chat context
+# Chats are searched by small units (a few messages, see whatsapp_to_embeddings) and read with
+# their neighbours: a chat hit's content grows by the units around it in the same sitting.
+
+_SPAN = re.compile(r", (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) to (\d{4}-\d{2}-\d{2} \d{2}:\d{2})$")
+
+
+def _neighbour_rows(store: "Store", hits: list[Hit]) -> dict[int, list[tuple]]:
+    """{chunk id of a chat hit: (id, content, started_at, ended_at) of the hit and the
+    CONTEXT_UNITS chunks of its chat just before and after it, in time order}, in one query."""
+    chat_hits = [h for h in hits if h.source_kind == MESSAGES and h.started_at and h.chunk_id is not None]
+    if not chat_hits:
+        return {}
+    # (started_at, id) orders a chat's units: the parts of one long message share a start.
+    rows = store.conn.execute(
+        """SELECT h.hit_id, n.id, n.content, n.started_at, n.ended_at
+           FROM unnest(%(ids)s::bigint[], %(docs)s::text[], %(starts)s::timestamptz[]) AS h(hit_id, doc, s)
+           CROSS JOIN LATERAL (
+               (SELECT id, content, started_at, coalesce(ended_at, started_at) AS ended_at FROM chunks
+                WHERE doc_id = h.doc AND started_at >= h.s - %(window)s AND (started_at, id) < (h.s, h.hit_id)
+                ORDER BY started_at DESC, id DESC LIMIT %(n)s)
+               UNION ALL
+               (SELECT id, content, started_at, coalesce(ended_at, started_at) FROM chunks WHERE id = h.hit_id)
+               UNION ALL
+               (SELECT id, content, started_at, coalesce(ended_at, started_at) FROM chunks
+                WHERE doc_id = h.doc AND started_at <= h.s + %(window)s AND (started_at, id) > (h.s, h.hit_id)
+                ORDER BY started_at, id LIMIT %(n)s)) AS n
+           ORDER BY h.hit_id, n.started_at, n.id""",
+        {"ids": [h.chunk_id for h in chat_hits], "docs": [h.doc_id for h in chat_hits],
+         "starts": [h.started_at for h in chat_hits], "window": CONTEXT_WINDOW, "n": CONTEXT_UNITS},
+    ).fetchall()
+    around: dict[int, list[tuple]] = {}
+    for hit_id, *row in rows:
+        around.setdefault(hit_id, []).append(tuple(row))
+    return around
+
+
+def _context_units(own_id: int, units: list[tuple]) -> list[tuple]:
+    """The hit's unit and up to CONTEXT_UNITS on each side, not across a sitting's silence."""
+    index = next(i for i, u in enumerate(units) if u[0] == own_id)
+    first = last = index
+    while first > 0 and index - first < CONTEXT_UNITS and units[first][2] - units[first - 1][3] <= SITTING_GAP:
+        first -= 1
+    while last + 1 < len(units) and last - index < CONTEXT_UNITS and units[last + 1][2] - units[last][3] <= SITTING_GAP:
+        last += 1
+    return units[first:last + 1]
+
+
+def with_chat_context(store: "Store", hits: list[Hit], k: int) -> list[Hit]:
+    """The first `k` passages of `hits` (best first), each chat hit widened to its neighbouring
+    units of the same sitting (header span updated). A unit already shown inside a better
+    passage is not repeated: a hit whose own unit was shown is skipped and the next one comes in."""
+    if CONTEXT_UNITS <= 0:
+        return hits[:k]
+    around = _neighbour_rows(store, hits[: 2 * k])
+    shown: set[int] = set()
+    out: list[Hit] = []
+    for hit in hits:
+        if len(out) == k:
+            break
+        units = around.get(hit.chunk_id)
+        if not units or not any(u[0] == hit.chunk_id for u in units):
+            if hit.chunk_id not in shown:
+                out.append(hit)
+                shown.add(hit.chunk_id)
+            continue
+        if hit.chunk_id in shown:
+            continue  # already read inside a better passage
+        context = [u for u in _context_units(hit.chunk_id, units) if u[0] == hit.chunk_id or u[0] not in shown]
+        shown.update(u[0] for u in context)
+        if len(context) > 1:
+            header, _, _ = hit.content.partition("\n")
+            start, end = context[0][2], context[-1][3]
+            header = _SPAN.sub(f", {start.astimezone():%Y-%m-%d %H:%M} to {end.astimezone():%Y-%m-%d %H:%M}", header)
+            body = [u[1].partition("\n")[2] for u in context]
+            hit.content = "\n".join([header, *body])
+            hit.started_at, hit.ended_at = start, end
+            hit.metadata = {**hit.metadata, "context_chunk_ids": [u[0] for u in context]}
+        out.append(hit)
+    return out
 
 
 def window_passages(store: "Store", request: SearchRequest, vector=None) -> list[Hit]:

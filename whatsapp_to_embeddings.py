@@ -41,9 +41,13 @@ from whatsapp_txt_export import (
     read_zip_chat, render_media,
 )
 
-PARSER_VERSION = "whatsapp-1"
+PARSER_VERSION = "whatsapp-2"  # 2: the owner named in 1:1 headers
 # A silence longer than this starts a new chunk: chunks follow conversations.
 DEFAULT_SESSION_GAP = timedelta(hours=1)
+# Search units: at most this many message lines per chunk (None: up to the token budget).
+# Small units are found precisely; retrieval reads them with their neighbours
+# (retrieve_related_content_from_db.with_chat_context).
+CHAT_UNIT_MESSAGES: int | None = None
 ME = "Me"
 UNKNOWN_SENDER = "Unknown"
 CALLS_CHAT_IDS = {"000000000000000"}
@@ -307,10 +311,11 @@ def load_txt_chat(text: str, source: str, chat_name: str | None, contacts: Conta
         chat_name = " & ".join(sorted(a for a in authors if a)[:3])
     is_group = len(authors) > 2 or chat_name not in authors
     if not is_group and len(authors) == 2:
-        # A 1:1 export holds the partner (named in the file name) and the owner.
+        # A 1:1 export holds the partner (named in the file name) and the owner. The owner's
+        # lines say "Me"; their name stays on the message for the chunk header (owner_name).
         for message in messages:
             if message.author != chat_name:
-                message.author, message.from_me = None, True
+                message.from_me = True
     return Chat(key=normalise_name(chat_name), name=chat_name, is_group=is_group, messages=messages,
                 paths=[source])
 
@@ -427,7 +432,8 @@ def _assign_txt_ids(chat: Chat) -> None:
     seen: Counter = Counter()
     for message in chat.messages:
         if message.msg_id is None:
-            basis = f"{chat.key}\x1f{message.time.isoformat()}\x1f{message.author}\x1f{message.text}"
+            author = None if message.from_me else message.author  # ids as before owner names were kept
+            basis = f"{chat.key}\x1f{message.time.isoformat()}\x1f{author}\x1f{message.text}"
             seen[basis] += 1
             message.msg_id = "txt:" + hashlib.sha1(f"{basis}\x1f{seen[basis]}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
@@ -442,10 +448,23 @@ def _speaker(message: Message) -> str:
     return ME if message.from_me else (message.author or UNKNOWN_SENDER)
 
 
-def _header(chat: Chat, first: datetime, last: datetime) -> str:
-    name = chat.name if len(chat.name) <= MAX_HEADER_NAME_CHARS else chat.name[:MAX_HEADER_NAME_CHARS] + "…"
+def owner_name(chat: Chat) -> str | None:
+    """The exporter's own name when a 1:1 in-app export shows it (their lines say "Me"), else None.
+    In the header and the chunk's people, so a question naming them finds the chat."""
+    if chat.is_group:
+        return None
+    names = Counter(m.author for m in chat.messages if m.from_me and m.author)
+    return names.most_common(1)[0][0] if names else None
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= MAX_HEADER_NAME_CHARS else name[:MAX_HEADER_NAME_CHARS] + "…"
+
+
+def _header(chat: Chat, first: datetime, last: datetime, owner: str | None = None) -> str:
     kind = "WhatsApp group" if chat.is_group else "WhatsApp chat with"
-    return f"{kind} {name}, {_local(first):%Y-%m-%d %H:%M} to {_local(last):%Y-%m-%d %H:%M}"
+    me = f" (me: {_short(owner)})" if owner else ""
+    return f"{kind} {_short(chat.name)}{me}, {_local(first):%Y-%m-%d %H:%M} to {_local(last):%Y-%m-%d %H:%M}"
 
 
 def _sessions(messages: list[Message], gap: timedelta) -> Iterator[list[Message]]:
@@ -488,24 +507,25 @@ def _message_lines(message: Message, count_tokens, budget: int) -> list[_Line]:
 
 
 def chat_chunks(chat: Chat, count_tokens: Callable[[str], int], max_tokens: int,
-                gap: timedelta = DEFAULT_SESSION_GAP) -> list[chunking.Chunk]:
-    """Chunks of one chat: a new chunk at each silence over `gap` or when `max_tokens` (the whole
-    text, header included) would be passed. "1 message -> 1 chunk"; the last part is always kept.
+                gap: timedelta = DEFAULT_SESSION_GAP, max_lines: int | None = None) -> list[chunking.Chunk]:
+    """Chunks of one chat: a new chunk at each silence over `gap`, when `max_tokens` (the whole
+    text, header included) would be passed, or after `max_lines` message lines. "1 message -> 1 chunk"; the last part is always kept.
 
     count_tokens runs about once per message line and once per chunk (a final check).
     """
     chunks: list[chunking.Chunk] = []
+    owner = owner_name(chat)
     for session in _sessions(chat.messages, gap):
-        header_tokens = count_tokens(_header(chat, session[0].time, session[-1].time))
+        header_tokens = count_tokens(_header(chat, session[0].time, session[-1].time, owner))
         budget = max(8, max_tokens - header_tokens - 2)
         pending = deque(line for m in session for line in _message_lines(m, count_tokens, budget))
         while pending:
             pack = [pending.popleft()]
             used = pack[0].tokens
-            while pending and used + pending[0].tokens + 1 <= budget:
+            while pending and used + pending[0].tokens + 1 <= budget and (max_lines is None or len(pack) < max_lines):
                 used += pending[0].tokens + 1
                 pack.append(pending.popleft())
-            text = _chunk_text(chat, pack)
+            text = _chunk_text(chat, pack, owner)
             shrink = budget
             while count_tokens(text) > max_tokens:
                 # Token counts are not exactly additive: give back lines, or cut the last one finer.
@@ -519,21 +539,21 @@ def chat_chunks(chat: Chat, count_tokens: Callable[[str], int], max_tokens: int,
                     pieces = _split_line(line.message, line.prefix, line.body, count_tokens, shrink)
                     pack = [pieces[0]]
                     pending.extendleft(reversed(pieces[1:]))
-                text = _chunk_text(chat, pack)
-            chunks.append(_make_chunk(chat, pack, text))
+                text = _chunk_text(chat, pack, owner)
+            chunks.append(_make_chunk(chat, pack, text, owner))
     return chunks
 
 
-def _chunk_text(chat: Chat, pack: list[_Line]) -> str:
-    return _header(chat, pack[0].message.time, pack[-1].message.time) + "\n" + "\n".join(l.text for l in pack)
+def _chunk_text(chat: Chat, pack: list[_Line], owner: str | None = None) -> str:
+    return _header(chat, pack[0].message.time, pack[-1].message.time, owner) + "\n" + "\n".join(l.text for l in pack)
 
 
-def _make_chunk(chat: Chat, pack: list[_Line], text: str) -> chunking.Chunk:
+def _make_chunk(chat: Chat, pack: list[_Line], text: str, owner: str | None = None) -> chunking.Chunk:
     messages = list(dict.fromkeys(id(l.message) for l in pack))
     by_id = {id(l.message): l.message for l in pack}
     ordered = [by_id[i] for i in messages]
     people = [] if chat.is_group else [chat.name]
-    people += [m.author for m in ordered if not m.from_me and m.author]
+    people += [m.author for m in ordered if not m.from_me and m.author] + ([owner] if owner else [])
     return chunking.Chunk(
         text=text,
         source=f"<whatsapp>:{chat.name}",
@@ -621,8 +641,8 @@ def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto
 def _chat_fingerprint(chat: Chat, max_tokens: int) -> str:
     rows = "\n".join(f"{m.time.isoformat()}\x1f{_speaker(m)}\x1f{m.msg_id}\x1f{m.text}" for m in chat.messages)
     # Lines show local time, so the machine's zone is part of it.
-    return chunking.fingerprint(PARSER_VERSION, str(max_tokens), str(DEFAULT_SESSION_GAP), chunking.local_zone(),
-                                chat.name, str(chat.is_group), rows)
+    return chunking.fingerprint(PARSER_VERSION, str(max_tokens), str(DEFAULT_SESSION_GAP), str(CHAT_UNIT_MESSAGES),
+                                chunking.local_zone(), chat.name, str(chat.is_group), str(owner_name(chat)), rows)
 
 
 def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: int,
@@ -643,7 +663,7 @@ def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: i
             doc_id=f"whatsapp:{chat.key}",
             source_kind=chunking.MESSAGES,
             fingerprint=_chat_fingerprint(chat, max_tokens),
-            make_chunks=lambda chat=chat: chat_chunks(chat, count_tokens, max_tokens),
+            make_chunks=lambda chat=chat: chat_chunks(chat, count_tokens, max_tokens, max_lines=CHAT_UNIT_MESSAGES),
             paths=tuple(dict.fromkeys(chat.paths)),
         )
 

@@ -18,6 +18,7 @@ Results: bench/results/memory.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -170,9 +171,14 @@ def evidence_coverage(db, questions: list[dict]) -> float:
 def run_config(name: str, db, embedder, questions, vectors, search, rows, timings) -> None:
     """Ask every question with `search(vector, question) -> passages`; store recall in rows."""
     start = time.perf_counter()
+    lines = 0
     for row, question, vector in zip(rows, questions, vectors):
-        row[name] = round(recall_of(question, search(vector, question)), 3)
+        passages = search(vector, question)
+        row[name] = round(recall_of(question, passages), 3)
+        lines += sum(len(content.strip().split("\n")) for _, content in passages)
     timings[name]["questions_per_second"] = round(len(questions) / (time.perf_counter() - start), 1)
+    # What the prompt has to hold: lines (header + messages) of the 10 passages.
+    timings[name]["lines_per_question"] = round(lines / len(questions), 1)
     timings[name]["evidence_coverage"] = round(evidence_coverage(db, questions), 3)
 
 
@@ -206,10 +212,9 @@ def configurations():
         return search
 
     def main_957c8e6(db, k):
-        legacy = getattr(retrieval, "legacy_search_vector", None) or retrieval.search_vector
-
         def search(vector, question):
-            result = legacy(db, vector, retrieval.SearchRequest(question["text"]), k=k)
+            with rules_of_main_957c8e6():
+                result = retrieval.search_vector(db, vector, retrieval.SearchRequest(question["text"]), k=k)
             return [(hit.chat_name, hit.content) for hit in result.hits]
         return search
 
@@ -220,14 +225,31 @@ def configurations():
     }
 
 
-def legacy_ingest(db, embedder, export_dir):
-    """main@957c8e6's chat chunks: the whole token budget per chunk within a sitting."""
+@contextlib.contextmanager
+def rules_of_main_957c8e6():
+    """Today's code with main@957c8e6's rules: chat chunks fill the whole token budget of a
+    sitting, the exporter is only "Me", at most 3 passages per chat (not per chat day), no
+    name signal, no neighbouring units."""
+    import retrieve_related_content_from_db as retrieval
     import whatsapp_to_embeddings as wa
 
-    legacy = getattr(wa, "LEGACY_CHUNKING", None)
-    if legacy is None:
-        return ingest_exports(db, embedder, export_dir)
-    with legacy():
+    rules = {(wa, "CHAT_UNIT_MESSAGES"): None, (wa, "owner_name"): lambda chat: None,
+             (retrieval, "diversity_key"): lambda hit: (hit.doc_id, None),
+             (retrieval, "_with_named_people"): lambda store, vector, request, k, hits, applied: hits,
+             (retrieval, "CONTEXT_UNITS"): 0}
+    saved = {key: getattr(*key) for key in rules}
+    for (module, name), value in rules.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
+
+
+def legacy_ingest(db, embedder, export_dir):
+    """main@957c8e6's chat chunks (see rules_of_main_957c8e6)."""
+    with rules_of_main_957c8e6():
         return ingest_exports(db, embedder, export_dir)
 
 
@@ -283,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         n = len(questions) if kind == "all" else kinds[kind]
         print(f"{kind:<14}{n:>5}" + "".join(f"{table[name].get(kind, 0):>14.2f}" for name in configs))
     print(f"{'chunks':<19}" + "".join(f"{timings[name]['chunks']:>14}" for name in configs))
+    print(f"{'lines in top 10':<19}" + "".join(f"{timings[name]['lines_per_question']:>14}" for name in configs))
     print(f"{'questions/s':<19}" + "".join(f"{timings[name]['questions_per_second']:>14}" for name in configs))
     print(f"wrote {args.output}")
     return 0

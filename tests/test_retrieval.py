@@ -344,7 +344,8 @@ def test_hostile_strings_are_just_text(db):
 # ---------------------------------------------------------------- diversity
 
 
-def test_one_chatty_document_cannot_crowd_out_the_rest(db):
+def test_one_chatty_document_cannot_crowd_out_the_rest(db, monkeypatch):
+    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)  # the cap alone, no neighbours
     chat = [chat_chunk("Group", f"group message {i}", ["A", "B"], datetime(2021, 1, 1, tzinfo=UTC), doc="whatsapp:group")
             for i in range(10)]
     notes = [note(f"N{i}", f"note {i}") for i in range(10)]
@@ -356,6 +357,62 @@ def test_one_chatty_document_cannot_crowd_out_the_rest(db):
     # With nothing else to show, the capped chunks fill the list again.
     alone = retrieval.search(db, FakeEmbedder(), SearchRequest("group", source_kind=MESSAGES), k=10).hits
     assert [hit.content for hit in alone] == [f"group message {i}" for i in range(10)]
+
+
+def test_a_chat_fills_the_list_from_many_days_but_not_from_one(db, monkeypatch):
+    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)  # the cap alone, no neighbours
+    # One person's whole history is one chat: ten sittings on ten days may all be shown.
+    days = [chat_chunk("Ana", f"sitting {i}", ["Ana"], datetime(2021, 1, 1 + i, 12, tzinfo=UTC), doc="whatsapp:ana")
+            for i in range(6)]
+    one_day = [chat_chunk("Rui", f"same day {i}", ["Rui"], datetime(2021, 2, 1, 12, i, tzinfo=UTC), doc="whatsapp:rui")
+               for i in range(6)]
+    notes = [note(f"N{i}", f"note {i}") for i in range(6)]
+    fill(db, days + one_day + notes, [at_cosine(0.95 - i / 100) for i in range(6)]
+         + [at_cosine(0.85 - i / 100) for i in range(6)] + [at_cosine(0.5 - i / 100) for i in range(6)])
+    hits = retrieval.search(db, FakeEmbedder(), SearchRequest("sitting"), k=10).hits
+    docs = [hit.doc_id for hit in hits]
+    assert docs.count("whatsapp:ana") == 6 and docs.count("whatsapp:rui") == retrieval.MAX_CHUNKS_PER_DOCUMENT
+
+
+def test_a_question_naming_a_chat_partner_prefers_that_chat(db, monkeypatch):
+    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)
+    # Bruno's passages are closer in meaning; neither text holds a query word, so only the
+    # name (a participant of the Aisha chat) can lift Aisha's passages above them.
+    when = datetime(2022, 3, 1, tzinfo=UTC)
+    aisha = [chat_chunk("Aisha", f"the photos {i}", ["Aisha"], when, doc="whatsapp:aisha") for i in range(2)]
+    bruno = [chat_chunk("Bruno Melo", f"the pictures {i}", ["Bruno Melo"], when, doc="whatsapp:bruno") for i in range(2)]
+    fill(db, bruno + aisha, [at_cosine(0.9), at_cosine(0.89), at_cosine(0.6), at_cosine(0.59)])
+    named = retrieval.search(db, FakeEmbedder(), SearchRequest("what did Aisha send?"), k=4).hits
+    assert [h.doc_id for h in named] == ["whatsapp:aisha", "whatsapp:aisha", "whatsapp:bruno", "whatsapp:bruno"]
+    # A word of a longer name counts (accent- and case-insensitively); no name: meaning decides.
+    assert retrieval.named_people(db, "and MELO?") == ["bruno melo"]
+    plain = retrieval.search(db, FakeEmbedder(), SearchRequest("what did Carla send?"), k=4).hits
+    assert [h.doc_id for h in plain][:2] == ["whatsapp:bruno", "whatsapp:bruno"]
+    # An explicit person filter is the keeper's choice: nothing is re-fused.
+    filtered = retrieval.search(db, FakeEmbedder(), SearchRequest("Aisha", people=["bruno"]), k=4).hits
+    assert {h.doc_id for h in filtered} == {"whatsapp:bruno"}
+
+
+def test_a_chat_hit_is_read_with_its_neighbours_in_the_same_sitting(db, monkeypatch):
+    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 1)
+
+    def unit(minute: int, text: str, hour: int = 10) -> Chunk:
+        when = datetime(2022, 3, 1, hour, minute, tzinfo=UTC)
+        header = f"WhatsApp chat with Ana, {when.astimezone():%Y-%m-%d %H:%M} to {when.astimezone():%Y-%m-%d %H:%M}"
+        return chat_chunk("Ana", f"{header}\n{when.astimezone():%Y-%m-%d %H:%M} Ana: {text}", ["Ana"], when,
+                          doc="whatsapp:ana")
+
+    sitting = [unit(0, "hello"), unit(10, "we adopted a cat"), unit(20, "her name is Noodle"), unit(30, "bye")]
+    later = unit(0, "next sitting", hour=15)  # after a long silence: another sitting
+    fill(db, sitting + [later], [at_cosine(0.2), at_cosine(0.3), at_cosine(0.9), at_cosine(0.1), at_cosine(0.85)])
+    hits = retrieval.search(db, FakeEmbedder(), SearchRequest("cat name"), k=3, mode="vector").hits
+    best = hits[0].content.split("\n")
+    assert best[0].startswith("WhatsApp chat with Ana, ") and best[0].endswith(" to " + best[-1][:16])
+    assert [line.split(": ", 1)[1] for line in best[1:]] == ["we adopted a cat", "her name is Noodle", "bye"]
+    # The next sitting is its own passage; units already shown are not shown twice.
+    assert hits[1].content.endswith("Ana: next sitting")
+    shown = [line for hit in hits for line in hit.content.split("\n")[1:]]
+    assert len(shown) == len(set(shown)) and any(line.endswith("Ana: hello") for line in shown)
 
 
 def test_diversify_keeps_rank_order_when_refilling():

@@ -413,3 +413,24 @@ def test_ios_group_zip_names_numbers_and_joins_the_json_group(tmp_path):
     assert message_lines(chunks) == ["2021-06-03 09:00 Maria Silva: Tickets booked",
                                      "2021-06-04 10:00 Rui: [photo] Great, see you"]
     assert chunks[-1].people == ["Rui"] and chunks[0].text.startswith("WhatsApp group Trip group, ")
+
+
+def test_a_one_to_one_export_names_its_owner_in_the_header_and_people(tmp_path):
+    # Questions name both people ("When did Ana adopt a cat?"): the exporter's lines say "Me",
+    # so their name is kept in the header and the people the person filter and search match.
+    write_text(tmp_path / "WhatsApp Chat with Maria Silva.txt",
+               "26/06/2021, 10:15 - Maria Silva: How is the kitten?\n"
+               "26/06/2021, 10:16 - Ana: We adopted her yesterday, her name is Noodle\n")
+    [doc] = documents(tmp_path)
+    [chunk] = chunks_of(doc)
+    assert chunk.text.split("\n") == [
+        "WhatsApp chat with Maria Silva (me: Ana), 2021-06-26 10:15 to 2021-06-26 10:16",
+        "2021-06-26 10:15 Maria Silva: How is the kitten?",
+        "2021-06-26 10:16 Me: We adopted her yesterday, her name is Noodle",
+    ]
+    assert chunk.people == ["Maria Silva", "Ana"]
+    # A group export names no single owner.
+    write_text(tmp_path / "WhatsApp Chat with Family.txt",
+               "26/06/2021, 10:15 - Maria Silva: hi all\n26/06/2021, 10:16 - Rui: hello\n")
+    family = next(d for d in documents(tmp_path) if d.doc_id == "whatsapp:family")
+    assert "(me:" not in chunks_of(family)[0].text
