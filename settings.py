@@ -35,7 +35,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "LLM_MODEL": (None, "hub id or local folder; unset picks the backend's Llama 3 8B Instruct"),
     "LLM_MAX_TOKENS": ("512", "most tokens in one answer"),
     "LLM_SEED": (None, "whole number: sampled answers repeat from run to run; unset: random"),
-    "LLM_DTYPE": ("auto", "transformers weights: auto (bfloat16 on CPUs that have it, the model's own on GPU), float32, bfloat16 or float16"),
+    "LLM_DTYPE": ("auto", "transformers weights: auto (the checkpoint's own; half precision becomes float32 on CPUs without bfloat16), float32, bfloat16 or float16"),
     "PERSONA": (None, "overrides the PERSONA constant in main.py"),
     "RETRIEVAL_TOP_K": ("10", "passages retrieved per question"),
     "SUMMARY_MAX_BATCHES": ("50", "most batches (model calls) a question about a whole period may read"),

@@ -347,3 +347,52 @@ def test_prompt_cache_file_is_saved_then_loaded_for_the_same_model_and_prompt(tm
     main.main(["--prompt-cache", "--data-dir", str(data)], llm=load_llm("transformers", str(tiny_llama_dir)),
               retriever=FakeRetriever(), stdin=io.StringIO(""), stdout=io.StringIO(), stderr=err)
     assert "--prompt-cache works with the MLX backend only" in err.getvalue()
+
+
+class InterruptOnce:
+    """A decoder layer that raises Ctrl-C the first time it runs: the layers before it have
+    already written this step into their caches, the ones after have not."""
+
+    def __init__(self, layer):
+        self.layer, self.armed = layer, True
+
+    def __call__(self, *args, **kwargs):
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        return self.layer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.layer, name)
+
+
+def interrupt_second_layer(llm):
+    """Arm the second decoder layer of either backend's model; returns the function that disarms it."""
+    if llm.backend == "mlx":
+        layers = llm.model.layers
+        original = layers[1]
+        layers[1] = InterruptOnce(original)
+        return lambda: layers.__setitem__(1, original)
+
+    def hook(module, args, kwargs=None):
+        handle.remove()
+        raise KeyboardInterrupt
+
+    handle = llm.model.model.layers[1].register_forward_pre_hook(hook)
+    return handle.remove
+
+
+def test_ctrl_c_inside_a_forward_pass_leaves_no_broken_cache(llm):
+    expected = "".join(llm.stream(MESSAGES, max_tokens=8))  # the cache now holds this prompt
+    longer = MESSAGES + [{"role": "assistant", "content": expected or "ok"}, {"role": "user", "content": "Sure?"}]
+    llm.use_prompt_cache = False
+    fresh = "".join(llm.stream(longer, max_tokens=8))
+    llm.use_prompt_cache = True
+    disarm = interrupt_second_layer(llm)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(llm.stream(longer, max_tokens=8))
+    finally:
+        disarm()
+    assert "".join(llm.stream(longer, max_tokens=8)) == fresh
+    assert llm.last_prompt_processed == llm.last_prompt_tokens  # that uneven cache was dropped, not trusted
