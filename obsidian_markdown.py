@@ -1,7 +1,7 @@
 """Markdown of one Obsidian note -> chunk texts: no files, no settings, only text.
 
     sections = parse_body(body)                       # cleaned sections under their headings
-    for text, path, _ in NoteChunker(title, count_tokens, max_tokens).chunk(sections): ...
+    for text, path in NoteChunker(title, count_tokens, max_tokens).chunk(sections): ...
 
 The body (frontmatter already removed) is cleaned of markup: `[[A|B]]` -> `B`, embeds of
 attachments, `%%comments%%`, `^block-ids`, callout markers and plugin query blocks dropped, code
@@ -278,12 +278,10 @@ class Splitter:
 
     def __init__(self, count_tokens: Callable[[str], int]):
         self.count_tokens = count_tokens
-        self.calls = 0
         self._cache: dict[str, int] = {}  # one note's blocks are looked at more than once
 
     def count(self, text: str) -> int:
         if text not in self._cache:
-            self.calls += 1
             self._cache[text] = self.count_tokens(text)
         return self._cache[text]
 
@@ -469,7 +467,6 @@ class NoteChunker:
         self.overlap = min(DEFAULT_OVERLAP_TOKENS, self.max_tokens // 8)
         self.title = self._fit_header(title) or "Untitled"
         self._header_cache: dict[tuple[str, ...], tuple[str, int]] = {}
-        self._line_cache: dict[str, int] = {}
         self._lost: dict[tuple[str, ...], str] = {}
 
     def _fit_header(self, text: str) -> str:
@@ -498,18 +495,13 @@ class NoteChunker:
         self.header(path)
         return self._lost[path]
 
-    def _line_tokens(self, line: str) -> int:
-        if line not in self._line_cache:
-            self._line_cache[line] = self.splitter.count(line)
-        return self._line_cache[line]
-
-    def chunk(self, sections: list[Section]) -> list[tuple[str, tuple[str, ...], str]]:
-        """(text, heading path, body) of each chunk, in note order."""
+    def chunk(self, sections: list[Section]) -> list[tuple[str, tuple[str, ...]]]:
+        """(text, heading path) of each chunk, in note order."""
         # An empty heading directly followed by its own subheading is already in their headers.
         kept = [s for i, s in enumerate(sections)
                 if s.blocks or not (i + 1 < len(sections) and sections[i + 1].path[:len(s.path)] == s.path
                                     and len(sections[i + 1].path) > len(s.path))]
-        out: list[tuple[str, tuple[str, ...], str]] = []
+        out: list[tuple[str, tuple[str, ...]]] = []
         group: list[tuple[Section, str, int]] = []
         for section in kept:
             whole = self._whole(section)
@@ -548,7 +540,7 @@ class NoteChunker:
             k = len(_common_prefix([previous, section.path]))
             heading = " > ".join(section.path[max(k, len(prefix)):])
             if heading:
-                estimate += self._line_tokens(heading) + 1
+                estimate += self.splitter.count(heading) + 1
             estimate += tokens + 1
             segments.append("\n".join(part for part in (heading, body) if part))
             previous = section.path
@@ -559,17 +551,17 @@ class NoteChunker:
         text, _, _, estimate = self._render(group)
         return estimate if len(text) <= self.max_chars else self.max_tokens + 1
 
-    def _flush(self, group: list[tuple[Section, str, int]]) -> list[tuple[str, tuple[str, ...], str]]:
+    def _flush(self, group: list[tuple[Section, str, int]]) -> list[tuple[str, tuple[str, ...]]]:
         if not group:
             return []
         text, prefix, body, _ = self._render(group)
         if self.splitter.fits(text, self.max_tokens, self.max_chars) is not None:
-            return [(text, prefix, body)]
+            return [(text, prefix)]
         if len(group) > 1:
             return self._flush(group[:-1]) + self._flush(group[-1:])
         return self._fit(prefix, body)
 
-    def _split_section(self, section: Section) -> list[tuple[str, tuple[str, ...], str]]:
+    def _split_section(self, section: Section) -> list[tuple[str, tuple[str, ...]]]:
         header, header_tokens = self.header(section.path)
         full = max(1, self.max_tokens - header_tokens - 1)
         full_chars = max(1, self.max_chars - len(header) - 1)
@@ -593,17 +585,17 @@ class NoteChunker:
             out.extend(self._fit(section.path, body))
         return out
 
-    def _fit(self, path: tuple[str, ...], body: str) -> list[tuple[str, tuple[str, ...], str]]:
+    def _fit(self, path: tuple[str, ...], body: str) -> list[tuple[str, tuple[str, ...]]]:
         """Header + body, verified; a body that still overflows is cut smaller until it fits."""
         header, _ = self.header(path)
         text = f"{header}\n{body}" if body else header
         n = self.splitter.fits(text, self.max_tokens, self.max_chars)
         if n is not None or not body:
-            return [(text, path, body)]
+            return [(text, path)]
         excess = (self.splitter.count(text) - self.max_tokens) if len(text) <= self.max_chars else 0
         budget = self.max_tokens - self.header(path)[1] - 1 - max(excess, 1)
         chars = self.max_chars - len(header) - 1
         pieces = self.splitter.split(body, max(1, budget), max(1, chars))
         if len(pieces) == 1 and budget <= 1:
-            return [(f"{header}\n{pieces[0][0]}", path, pieces[0][0])]
+            return [(f"{header}\n{pieces[0][0]}", path)]
         return [part for piece, _ in pieces for part in self._fit(path, piece)]

@@ -516,7 +516,7 @@ def note_to_chunks(text: str, relpath: str, count_tokens: Callable[[str], int], 
         Chunk(text=chunk_text, source=source, doc_id=doc_id, source_kind=chunking.NOTES, title=info.title,
               heading=" > ".join(path) or None, people=list(info.people), tags=list(info.tags),
               started_at=info.started_at, ended_at=info.ended_at, metadata=dict(metadata))
-        for chunk_text, path, _ in chunker.chunk(sections)
+        for chunk_text, path in chunker.chunk(sections)
     ]
 
 

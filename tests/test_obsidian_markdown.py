@@ -19,7 +19,7 @@ def words(text: str) -> int:
 
 def note_chunks(body: str, title: str = "N", count=words, max_tokens: int = 200) -> list[tuple[str, tuple[str, ...]]]:
     """(text, heading path) of each chunk of a note body (frontmatter already removed)."""
-    return [(text, path) for text, path, _ in NoteChunker(title, count, max_tokens).chunk(parse_body(body))]
+    return NoteChunker(title, count, max_tokens).chunk(parse_body(body))
 
 
 def note_texts(body: str, title: str = "N", count=words, max_tokens: int = 200) -> list[str]:
