@@ -379,7 +379,7 @@ class TransformersChatModel(ChatModel):
         super().__init__(tokenizer, read_context_window(folder, tokenizer), name)
         self.eos_token_ids = _eos_ids(self.tokenizer.eos_token_id, self.model.generation_config.eos_token_id)
         # Sampling draws from a generator of our own: LLM_SEED makes answers repeatable.
-        self.generator = torch.Generator(device=self.device)
+        self.generator = torch.Generator()
         if seed is None:
             self.generator.seed()
         else:
@@ -423,7 +423,8 @@ class TransformersChatModel(ChatModel):
             with torch.inference_mode():
                 out = self.model(input_ids=torch.tensor([inputs], device=self.device), use_cache=True, **extra)
                 slot.tokens.extend(inputs)  # now in the cache
-                token = _pick(out.logits[0, -1].float(), temperature, top_p, self.generator)
+                # Sampling on the CPU: one generator for every device (MPS generators are patchy).
+                token = _pick(out.logits[0, -1].float().cpu(), temperature, top_p, self.generator)
             yield token
             inputs = [token]
 

@@ -396,3 +396,28 @@ def test_ctrl_c_inside_a_forward_pass_leaves_no_broken_cache(llm):
         disarm()
     assert "".join(llm.stream(longer, max_tokens=8)) == fresh
     assert llm.last_prompt_processed == llm.last_prompt_tokens  # that uneven cache was dropped, not trusted
+
+
+def test_answer_prompts_share_the_system_message_and_history_from_turn_to_turn():
+    """What the caches rely on: the persona's system message first and unchanged, earlier turns as
+    plain text, and the turn's passages only in its last message (after the history)."""
+    import io
+    from datetime import date
+
+    from chat_fakes import FakeLLM
+    from main import ChatSession, resolve_persona
+
+    fake = FakeLLM(['{"query": "Kyoto"}', "In June [1].", '{"query": "Maria"}', "On Saturday [1]."])
+    retriever = FakeRetriever([make_hit("Kyoto trip in June")])
+    session = ChatSession(fake, retriever, resolve_persona(), temperature=0.0, out=io.StringIO(),
+                          err=io.StringIO(), today=date(2024, 5, 6))
+    session.ask("When did I go to Kyoto?")
+    retriever.hits = [make_hit("Maria: Saturday at 9", source="<whatsapp>:Maria", source_kind="messages")]
+    session.ask("And Maria?")
+    first, second = fake.calls[1]["messages"], fake.calls[3]["messages"]
+    assert second[0] == first[0] and second[0]["role"] == "system"
+    assert "Kyoto trip in June" not in second[0]["content"]  # passages never in the system message
+    assert second[1:3] == [{"role": "user", "content": "When did I go to Kyoto?"},
+                           {"role": "assistant", "content": "In June [1]."}]
+    assert "Maria: Saturday at 9" in second[-1]["content"] and "And Maria?" in second[-1]["content"]
+    assert all("Kyoto trip in June" not in m["content"] for m in second)  # turn 1's passages are not resent
