@@ -1,6 +1,6 @@
 """The Chunk that travels from a source to the store and back into the prompt, the Document
 that groups a source's chunks for re-indexing, and token-budgeted splitting (the WhatsApp
-parser's; the Obsidian chunker has a structure-aware splitter of its own).
+parser's; `obsidian_markdown` has a structure-aware splitter of its own).
 
 Budgets are in tokens of the embedding model, so nothing is ever silently truncated by it.
 """
