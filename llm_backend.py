@@ -259,8 +259,8 @@ class ChatModel:
         self.last_prompt_tokens, self.last_prompt_processed = len(ids), len(ids) - reused
         self.last_finish_reason = "interrupted"
         at_yield = False
+        pieces = self._stream_pieces(slot, ids[reused:], max(1, min(max_tokens, room)), temperature, top_p)
         try:
-            pieces = self._stream_pieces(slot, ids[reused:], max(1, min(max_tokens, room)), temperature, top_p)
             while True:
                 try:
                     piece = next(pieces)
@@ -277,6 +277,7 @@ class ChatModel:
                 self._forget(slot)
             raise
         finally:
+            pieces.close()  # ends the backend's generation now, not whenever it is collected
             self._sync(slot)
 
     # -- prompt caches
