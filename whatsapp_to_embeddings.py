@@ -703,8 +703,9 @@ def main(argv: list[str] | None = None) -> int:
                     "message_ids": chunk.metadata["message_ids"], "text": chunk.text,
                 }, ensure_ascii=False))
             else:
-                print(f"=== {chunk.doc_id} ({embedder.count_tokens(chunk.text)}/{budget} tokens)")
-                print(chunk.text)
+                # Other people's text goes to the terminal: no escape sequences in it.
+                print(settings.terminal_safe(f"=== {chunk.doc_id} ({embedder.count_tokens(chunk.text)}/{budget} tokens)"))
+                print(settings.terminal_safe(chunk.text))
                 print()
     return 0
 

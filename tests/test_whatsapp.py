@@ -390,6 +390,13 @@ def test_cli_prints_chunks_as_json(tmp_path, capsys, embedding_model_path):
     assert row["tokens"] <= 254 and row["started_at"] == "2021-06-26T10:00:00"
 
 
+def test_cli_preview_strips_terminal_escapes_from_other_peoples_messages(tmp_path, capsys, embedding_model_path):
+    write_text(tmp_path / "WhatsApp Chat with Bo.txt", "26/06/2021, 10:00 - Bo: \x1b]0;pwned\x07hello \x1b[2Jthere\n")
+    assert wa.main(["--whatsapp", str(tmp_path), "--embedding-model", embedding_model_path]) == 0
+    out = capsys.readouterr().out
+    assert "Bo: hello there" in out and "\x1b" not in out and "\x07" not in out
+
+
 def test_cli_without_a_path_is_one_clear_error():
     with pytest.raises(wa.settings.UserError, match="--whatsapp PATH or set WHATSAPP_WORKING_PATH"):
         wa.main([])
