@@ -382,14 +382,12 @@ class _Pipeline:
                 if item.vanished:
                     summary.chunks_deleted += store.delete_documents(item.vanished)
                     summary.documents_deleted += len(item.vanished)
-                if item.chunks:
-                    store.copy_chunks(item.chunks, vectors)
+                if item.chunks or item.reused:  # one COPY: embedded and reused vectors alike
+                    rows = item.chunks + [chunk for chunk, _ in item.reused]
+                    store.copy_chunks(rows, [*(vectors if item.chunks else ()), *(v for _, v in item.reused)])
                     summary.chunks_embedded += len(item.chunks)
-                    pending_chunks += len(item.chunks)
-                if item.reused:
-                    store.copy_chunks([chunk for chunk, _ in item.reused], [vector for _, vector in item.reused])
                     summary.chunks_reused += len(item.reused)
-                    pending_chunks += len(item.reused)
+                    pending_chunks += len(rows)
                 if item.document is not None:
                     doc = item.document
                     for rule in {rule for rule, _ in item.forgotten}:

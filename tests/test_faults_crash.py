@@ -277,6 +277,33 @@ def test_sigkill_at_each_phase_then_rerun_gives_the_uninterrupted_index(
     assert json.loads(again.stdout)["chunks_embedded"] == len(reference[0]) - len(chunks)
 
 
+@pytest.mark.parametrize("point, nth", [
+    ("write", 140),  # a COPY into the new index sent, its transaction open
+    ("index", 1),  # the new index complete and committed, not yet swapped in
+])
+def test_sigkill_during_a_rebuild_leaves_the_old_index_whole_and_the_next_rebuild_swaps_in(
+        tmp_path, database_url, corpus, reference, embedding_model_path, point, nth):
+    args = cli_args(corpus, database_url, embedding_model_path)
+    assert_clean_exit(run_script("create_and_persist_embeddings.py", args, script_env(tmp_path)))
+    victim = Hooked(tmp_path, ["--rebuild", *args], point, nth)
+    try:
+        victim.wait_for(PAUSED)
+        # Meanwhile, searches read the old index, whole.
+        assert index_state(database_url) == reference and has_vector_index(database_url)
+        victim.kill()
+    finally:
+        victim.close()
+    assert victim.process.returncode == -signal.SIGKILL
+    assert index_state(database_url) == reference and has_vector_index(database_url)
+
+    again = run_script("create_and_persist_embeddings.py", ["--rebuild", *args], script_env(tmp_path))
+    assert_clean_exit(again)
+    assert json.loads(again.stdout)["rebuilt"] and index_state(database_url) == reference
+    assert has_vector_index(database_url)
+    with psycopg.connect(database_url) as conn:  # the killed rebuild's leftovers are gone
+        assert conn.execute("SELECT to_regnamespace('personal_llm_rebuild')").fetchone()[0] is None
+
+
 def test_connections_cut_mid_run_end_it_with_one_error_and_a_rerun_completes_the_index(
         tmp_path, pg_server, database_url, corpus, reference, embedding_model_path):
     args = cli_args(corpus, database_url, embedding_model_path)
