@@ -50,7 +50,7 @@ EXACT_SEARCH_MAX_ROWS = 20_000
 FILTERED_EF_SEARCH = 1000
 # A chat hit is read with up to CONTEXT_UNITS units before and after it, within its sitting
 # (a silence of SITTING_GAP ends one; whatsapp_to_embeddings cuts units at the same gap).
-CONTEXT_UNITS = 0  # off until chats are cut into small units
+CONTEXT_UNITS = 2
 SITTING_GAP = timedelta(hours=1)
 CONTEXT_WINDOW = timedelta(hours=12)  # how far a neighbour is looked for
 # A query names at most this many people; their passages weigh this much in the fusion.

@@ -41,13 +41,15 @@ from whatsapp_txt_export import (
     read_zip_chat, render_media,
 )
 
-PARSER_VERSION = "whatsapp-2"  # 2: the owner named in 1:1 headers
+PARSER_VERSION = "whatsapp-3"  # 2: the owner named in 1:1 headers; 3: 4-message units
 # A silence longer than this starts a new chunk: chunks follow conversations.
 DEFAULT_SESSION_GAP = timedelta(hours=1)
 # Search units: at most this many message lines per chunk (None: up to the token budget).
 # Small units are found precisely; retrieval reads them with their neighbours
 # (retrieve_related_content_from_db.with_chat_context).
-CHAT_UNIT_MESSAGES: int | None = None
+# bench/bench_memory.py, all questions: whole-budget chunks 0.76 (0.80 read with one neighbour
+# each side, 187 lines in the top 10); 4-message units read with two on each side 0.82 (148 lines).
+CHAT_UNIT_MESSAGES: int | None = 4
 ME = "Me"
 UNKNOWN_SENDER = "Unknown"
 CALLS_CHAT_IDS = {"000000000000000"}
