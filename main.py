@@ -741,8 +741,9 @@ class StoreRetriever:
             return search(store, self.embedder, request, k=k)
         except psycopg.Error as err:
             self._drop()
-            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-            raise DatabaseDown(f"the database is not reachable ({first})")
+            from store import first_error_line
+
+            raise DatabaseDown(f"the database is not reachable ({first_error_line(err)})")
 
     def window(self, request: "SearchRequest") -> list["Hit"]:
         """Every passage of the request's window, oldest first; raises DatabaseDown, and
@@ -758,8 +759,9 @@ class StoreRetriever:
             return window_passages(store, request)
         except psycopg.Error as err:
             self._drop()
-            first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-            raise DatabaseDown(f"the database is not reachable ({first})")
+            from store import first_error_line
+
+            raise DatabaseDown(f"the database is not reachable ({first_error_line(err)})")
 
     def count_chunks(self) -> int:
         """Stored chunks (0 for an empty or new index); raises DatabaseDown."""

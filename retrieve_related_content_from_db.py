@@ -753,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from embedding_generator_multilingual import load_embedder
-    from store import open_store
+    from store import first_error_line, open_store
 
     k = settings.get_int("RETRIEVAL_TOP_K", args.k)
     if k is None or k < 1:
@@ -799,8 +799,8 @@ def main(argv: list[str] | None = None) -> int:
                 for rank, hit in enumerate(result.hits, 1):
                     print(format_hit(rank, hit))
     except psycopg.Error as err:
-        first = (str(err).strip().splitlines() or [err.__class__.__name__])[0]
-        raise settings.UserError(f"database error during search ({first}); check DATABASE_URL and the server log")
+        raise settings.UserError(f"database error during search ({first_error_line(err)}); "
+                                 "check DATABASE_URL and the server log")
     return 0
 
 

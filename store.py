@@ -763,6 +763,13 @@ def is_database_error(err: BaseException) -> bool:
     return type(err).__module__.split(".")[0] == "psycopg"
 
 
+def first_error_line(err: BaseException, fallback: str = "") -> str:
+    """The first line of an error's message, for a one-line report: psycopg puts DETAIL, HINT
+    and the failing SQL on the lines below. An empty message gives `fallback`, else the class name."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else (fallback or err.__class__.__name__)
+
+
 def database_error_message(err: BaseException) -> str:
     """One line describing a database failure in the middle of work."""
     import psycopg
@@ -772,9 +779,8 @@ def database_error_message(err: BaseException) -> str:
     if isinstance(err, psycopg.errors.DiskFull):
         return "the database's disk is full"
     if isinstance(err, psycopg.OperationalError):
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else "connection lost"
-        return f"lost the connection to the database ({reason})"
-    primary = getattr(getattr(err, "diag", None), "message_primary", None) or str(err).strip().splitlines()[0]
+        return f"lost the connection to the database ({first_error_line(err, 'connection lost')})"
+    primary = getattr(getattr(err, "diag", None), "message_primary", None) or first_error_line(err)
     return f"database error: {primary}"
 
 

@@ -170,3 +170,12 @@ def test_unwritable_data_dir_is_one_clear_error(tmp_path):
 
 def test_fold_text_ignores_case_and_accents():
     assert store.fold_text("José AÇÃO Ünïcode") == "jose acao unicode"
+
+
+def test_first_error_line_keeps_a_one_line_report_whatever_the_message():
+    # psycopg's messages carry DETAIL/HINT lines below the reason; the user sees the reason only.
+    err = psycopg.OperationalError("connection to server failed\nDETAIL:  is the server running?\n")
+    assert store.first_error_line(err) == "connection to server failed"
+    assert store.first_error_line(psycopg.OperationalError(""), "connection lost") == "connection lost"
+    assert store.first_error_line(psycopg.OperationalError("  ")) == "OperationalError"
+    assert store.database_error_message(err) == "lost the connection to the database (connection to server failed)"
