@@ -60,6 +60,9 @@ NOTHING_CONFIGURED = (
     "see .env.example), or pass --obsidian PATH / --whatsapp PATH"
 )
 _POLL_SECONDS = 0.1
+# In the data folder: what the WhatsApp exports held at the last complete read, so unchanged
+# exports are not parsed again (whatsapp_to_embeddings.iter_documents).
+WHATSAPP_CACHE_FOLDER = "cache"
 
 
 # ---------------------------------------------------------------- results and progress
@@ -694,6 +697,7 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
         sources["whatsapp"] = whatsapp_to_embeddings.iter_documents(
             paths["whatsapp"], count_tokens, budget, contacts=contacts_path(args),
             date_order=settings.get("WHATSAPP_DATE_ORDER", args.date_order), warn=warn,
+            cache_dir=settings.data_dir(getattr(args, "data_dir", None)) / WHATSAPP_CACHE_FOLDER,
         )
     return sources
 

@@ -26,7 +26,9 @@ import functools
 import hashlib
 import io
 import json
+import os
 import re
+import time
 import unicodedata
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
@@ -647,27 +649,145 @@ def _chat_fingerprint(chat: Chat, max_tokens: int) -> str:
                                 chunking.local_zone(), chat.name, str(chat.is_group), str(owner_name(chat)), rows)
 
 
+# --- skipping unchanged exports ---------------------------------------------------------------
+# What the documents of a run were, keyed by everything they depend on: the exports' and the
+# contacts file's contents (a file whose size and mtime are as recorded is not even read), the
+# settings, and this parser's own source. An unchanged re-run then yields the recorded
+# documents without parsing anything; a document ingestion must chunk parses the exports then.
+
+CACHE_VERSION = "1"
+_PARSER_FILES = ("whatsapp_to_embeddings.py", "whatsapp_txt_export.py", "chunking.py")
+_HASH_BLOCK = 1 << 20
+_RACY_NS = 2_000_000_000
+
+
+def file_state(file: Path, recorded: dict | None = None) -> dict:
+    """{"size", "mtime_ns", "sha256"} of a file; the recorded hash is reused, without reading
+    the file, when its size and mtime are as recorded. OSError when it cannot be read."""
+    stat = file.stat()
+    if recorded and recorded.get("size") == stat.st_size and recorded.get("mtime_ns") == stat.st_mtime_ns:
+        return recorded
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
+            digest.update(block)
+    # A file modified within the clock's coarse tick could change again with the same mtime:
+    # record no mtime for it, so the next run hashes it again (git's "racily clean" rule).
+    recent = time.time_ns() - stat.st_mtime_ns < _RACY_NS
+    return {"size": stat.st_size, "mtime_ns": None if recent else stat.st_mtime_ns, "sha256": digest.hexdigest()}
+
+
+@functools.lru_cache(maxsize=1)
+def _parser_digest() -> str:
+    here = Path(__file__).resolve().parent
+    return chunking.fingerprint(*(here.joinpath(name).read_bytes() for name in _PARSER_FILES))
+
+
+def _cache_file(cache_dir: Path, path: Path) -> Path:
+    return cache_dir / f"whatsapp-{hashlib.sha256(str(path).encode('utf-8', 'surrogatepass')).hexdigest()[:16]}.json"
+
+
+def _read_cache(file: Path) -> dict:
+    try:
+        cached = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) and cached.get("version") == CACHE_VERSION else {}
+
+
+def _write_cache(file: Path, cached: dict) -> None:
+    # Written whole then renamed: a killed run leaves the old record or the new one, never half.
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        partial = file.with_suffix(".tmp")
+        partial.write_text(json.dumps(cached, ensure_ascii=False), encoding="utf-8")
+        os.replace(partial, file)
+    except OSError:
+        pass  # a read-only data folder only costs the next run a parse
+
+
+def _input_states(files: list[Path], contacts_file: Path | None, recorded: dict) -> dict | None:
+    """Path -> file_state for every export and the contacts file; None when one cannot be read
+    (the parse then says which, and how)."""
+    states = {}
+    try:
+        for file in [*files, *([contacts_file] if contacts_file else [])]:
+            states[str(file)] = file_state(file, recorded.get(str(file)))
+    except OSError:
+        return None
+    return states
+
+
 def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: int,
                    contacts: Path | None = None, date_order: str = "auto",
-                   warn: Callable[[str], None] = settings.warn) -> Iterator[chunking.Document]:
+                   warn: Callable[[str], None] = settings.warn,
+                   cache_dir: Path | None = None) -> Iterator[chunking.Document]:
     """One Document per chat found under `path` (a folder or one file), all its files merged.
 
     `max_tokens` bounds each whole chunk text; chunks are built only when `make_chunks` is called.
+    With `cache_dir`, exports unchanged since the last complete run are not parsed: the chats
+    recorded then are yielded, and parsed only when one must be chunked (see above).
     """
+    path = Path(path).expanduser()
+    _check_inputs(path, date_order)
+    contacts_file = Path(contacts).expanduser() if contacts else _default_contacts(path)
+    files = _find_files(path)
+    key = [PARSER_VERSION, str(max_tokens), str(DEFAULT_SESSION_GAP), chunking.local_zone(), date_order,
+           _parser_digest(), str(contacts_file or "")]
+    record = _cache_file(cache_dir, path.resolve()) if cache_dir is not None and files else None
+    cached = _read_cache(record) if record else {}
+    states = _input_states(files, contacts_file, cached.get("files") or {}) if record else None
+
+    def contents(files_states: dict | None) -> dict:
+        return {name: state["sha256"] for name, state in (files_states or {}).items()}
+
+    if states is not None and cached.get("key") == key and contents(cached.get("files")) == contents(states):
+        yield from _recorded_documents(cached["documents"], path, contacts_file, date_order, count_tokens,
+                                       max_tokens, warn)
+        if cached.get("files") != states:
+            _write_cache(record, {**cached, "files": states})  # touched, same content: skip the hash next time
+        return
+
     failed: list[str] = []
-    chats = load_chats(Path(path), contacts, date_order, warn, failed)
+    chats = load_chats(path, contacts_file, date_order, warn, failed)
     # First, so ingestion knows before any chat which stored chats those files held: a chat
     # merged from a file that could not be read this time must keep what is stored.
     for file in failed:
         yield chunking.unreadable_file(chunking.MESSAGES, file)
+    documents = []
     for chat in chats:
-        yield chunking.Document(
+        document = chunking.Document(
             doc_id=f"whatsapp:{chat.key}",
             source_kind=chunking.MESSAGES,
             fingerprint=_chat_fingerprint(chat, max_tokens),
             make_chunks=lambda chat=chat: chat_chunks(chat, count_tokens, max_tokens, max_lines=CHAT_UNIT_MESSAGES),
             paths=tuple(dict.fromkeys(chat.paths)),
         )
+        documents.append([document.doc_id, document.fingerprint, list(document.paths)])
+        yield document
+    if states is not None and not failed:
+        # Only a complete, clean read is recorded: a file that failed is read again next time.
+        _write_cache(record, {"version": CACHE_VERSION, "key": key, "files": states, "documents": documents})
+
+
+def _recorded_documents(recorded: list, path: Path, contacts_file: Path | None, date_order: str,
+                        count_tokens: Callable[[str], int], max_tokens: int,
+                        warn: Callable[[str], None]) -> Iterator[chunking.Document]:
+    """The documents of the last complete run; the exports are parsed (once) only when one of
+    them must be chunked, e.g. after --forget or into a fresh index."""
+    parsed: dict[str, Chat] = {}
+
+    def make_chunks(doc_id: str) -> list[chunking.Chunk]:
+        if not parsed:
+            parsed.update((f"whatsapp:{chat.key}", chat) for chat in load_chats(path, contacts_file, date_order, warn))
+        chat = parsed.get(doc_id)
+        if chat is None:  # the exports changed under this run: the next run reads them anew
+            raise chunking.SourceUnreadable(doc_id)
+        return chat_chunks(chat, count_tokens, max_tokens)
+
+    for doc_id, fingerprint, paths in recorded:
+        yield chunking.Document(doc_id=doc_id, source_kind=chunking.MESSAGES, fingerprint=fingerprint,
+                                make_chunks=functools.partial(make_chunks, doc_id), paths=tuple(paths))
 
 
 # --- command line -----------------------------------------------------------------------------

@@ -1,0 +1,124 @@
+"""Unchanged WhatsApp exports are not parsed again: the documents of the last complete read are
+yielded from a record in the data folder, checked by size + mtime + content hash."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import whatsapp_to_embeddings as wa
+from whatsapp_export_builder import json_chat, json_message, write_json
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+class CountingParses:
+    """Counts the full parses of the exports (load_chats calls)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        real = wa.load_chats
+
+        def counting(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(wa, "load_chats", counting)
+
+
+def write_exports(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "WhatsApp Chat with Maria.txt").write_text(
+        "26/06/2021, 10:15 - Maria: Are we still on for the cinema?\n"
+        "26/06/2021, 10:17 - Rui: Yes, at eight\n", encoding="utf-8")
+    write_json(folder / "result.json", {
+        "351912345678@s.whatsapp.net": json_chat("Ana", [json_message("2022-03-04 18:00", "Dinner on Friday?"),
+                                                         json_message("2022-03-04 18:05", "Yes!", from_me=True)])})
+    return folder
+
+
+def read(folder: Path, cache: Path, max_tokens: int = 200) -> list:
+    return list(wa.iter_documents(folder, count_words, max_tokens, cache_dir=cache))
+
+
+def identity(documents) -> list:
+    return [(d.doc_id, d.fingerprint, d.paths) for d in documents]
+
+
+def age(path: Path, seconds: int = 60) -> None:
+    """Move the file's mtime into the past (a file just written is hashed again on every run)."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - seconds * 10**9))
+
+
+def test_an_unchanged_export_is_not_parsed_again(tmp_path, monkeypatch):
+    folder = write_exports(tmp_path / "wa")
+    for file in folder.iterdir():
+        age(file)
+    parses = CountingParses(monkeypatch)
+    first = read(folder, tmp_path / "cache")
+    assert parses.calls == 1 and len(first) == 2
+    again = read(folder, tmp_path / "cache")
+    assert parses.calls == 1  # nothing parsed
+    assert identity(again) == identity(first)
+    # A document that must be chunked (after --forget, into a fresh index) parses then, once.
+    assert [c.text for c in again[0].make_chunks()] == [c.text for c in first[0].make_chunks()]
+    again[1].make_chunks()
+    assert parses.calls == 2
+
+
+def test_a_touched_export_is_hashed_and_a_changed_one_parsed(tmp_path, monkeypatch):
+    folder = write_exports(tmp_path / "wa")
+    chat = folder / "WhatsApp Chat with Maria.txt"
+    for file in folder.iterdir():
+        age(file, 120)
+    parses = CountingParses(monkeypatch)
+    first = read(folder, tmp_path / "cache")
+    age(chat, 60)  # copied again from the phone: same bytes, another mtime
+    assert identity(read(folder, tmp_path / "cache")) == identity(first) and parses.calls == 1
+    chat.write_text(chat.read_text(encoding="utf-8") + "26/06/2021, 10:20 - Maria: See you there\n",
+                    encoding="utf-8")
+    changed = read(folder, tmp_path / "cache")
+    assert parses.calls == 2
+    before, after = {d.doc_id: d.fingerprint for d in first}, {d.doc_id: d.fingerprint for d in changed}
+    assert after["whatsapp:351912345678@s.whatsapp.net"] == before["whatsapp:351912345678@s.whatsapp.net"]
+    assert after["whatsapp:maria"] != before["whatsapp:maria"]
+    maria = next(d for d in changed if d.doc_id == "whatsapp:maria")
+    assert "See you there" in maria.make_chunks()[-1].text
+
+
+@pytest.mark.parametrize("change", ["budget", "contacts", "new file"])
+def test_settings_contacts_and_new_files_are_part_of_the_record(tmp_path, monkeypatch, change):
+    folder = write_exports(tmp_path / "wa")
+    for file in folder.iterdir():
+        age(file)
+    parses = CountingParses(monkeypatch)
+    read(folder, tmp_path / "cache")
+    budget = 200
+    if change == "budget":
+        budget = 100
+    elif change == "contacts":
+        (folder / "contacts.csv").write_text("Name,Phone 1 - Value\nAna Costa,+351 912 345 678\n")
+    else:
+        (folder / "WhatsApp Chat with Rui.txt").write_text("01/07/2021, 09:00 - Rui: Bom dia\n", encoding="utf-8")
+    documents = read(folder, tmp_path / "cache", budget)
+    assert parses.calls == 2
+    if change == "new file":
+        assert "whatsapp:rui" in {d.doc_id for d in documents}
+
+
+def test_a_read_with_an_unreadable_file_is_not_recorded(tmp_path, monkeypatch):
+    folder = write_exports(tmp_path / "wa")
+    (folder / "broken.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    for file in folder.iterdir():
+        age(file)
+    parses = CountingParses(monkeypatch)
+    warnings: list[str] = []
+    for _ in range(2):
+        documents = list(wa.iter_documents(folder, count_words, 200, warn=warnings.append,
+                                           cache_dir=tmp_path / "cache"))
+        assert any(d.unreadable for d in documents)
+    assert parses.calls == 2  # read again: the file may be whole next time
