@@ -238,10 +238,23 @@ def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait
     store.ensure_schema(embedder.name, embedder.dimension, folder)
 
 
-def finish_index(store: "Store") -> None:
-    """End of a run: a rebuild's new index replaces the live one, in one transaction."""
-    if store.search_path:
-        store.finish_rebuild()
+def finish_index(store: "Store", sources: Iterable[str] = (), prune: Iterable[str] = ()) -> None:
+    """End of a run: a rebuild's new index replaces the live one, in one transaction, unless a
+    source of it lost what `looks_lost` calls a mistake (named in `prune`: however much)."""
+    if not store.search_path:
+        return
+    for name in sources:
+        if name in prune:
+            continue
+        live, rebuilt, missing = store.rebuild_losses(f"{name}:")
+        if looks_lost(live, rebuilt, missing):
+            store.abandon_rebuild()
+            raise settings.UserError(
+                f"the rebuild was not swapped in: {name} gave {rebuilt} documents and {missing} of the {live} "
+                "in the index are missing (a cloud folder not synced yet or a drive not mounted looks like this); "
+                f"the old index is kept whole. If they were really removed, re-run with --rebuild --prune {name} "
+                f"beside {SOURCE_FLAGS[name]} PATH")
+    store.finish_rebuild()
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -913,7 +926,7 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
             sources = build_sources(paths, args, embedder, warn=progress.warn)
             summary = ingest(db, embedder, sources, prune=args.prune, progress=progress)
-            finish_index(db)
+            finish_index(db, sources, args.prune)
             summary.rebuilt = args.rebuild
     if args.json:
         print(json.dumps(asdict(summary)))

@@ -397,6 +397,32 @@ class Store:
         self.conn.execute(f"SET search_path TO {self.search_path}")
         self.conn.commit()
 
+    def rebuild_losses(self, doc_id_prefix: str) -> tuple[int, int, int]:
+        """During a rebuild: (documents in the live index, documents rebuilt, live documents the
+        rebuild lacks), counting doc ids that start with the prefix."""
+        from psycopg import sql
+
+        live, new = sql.Identifier(self.home_schema, "documents"), sql.Identifier(REBUILD_SCHEMA, "documents")
+        params = {"p": doc_id_prefix, "live": f"{self.home_schema}.documents"}
+        if self.conn.execute("SELECT to_regclass(%(live)s)", params).fetchone()[0] is None:
+            self.conn.commit()
+            return 0, 0, 0  # nothing live to lose
+        counts = self.conn.execute(sql.SQL(
+            """SELECT (SELECT count(*) FROM {live} WHERE starts_with(doc_id, %(p)s)),
+                      (SELECT count(*) FROM {new} WHERE starts_with(doc_id, %(p)s)),
+                      (SELECT count(*) FROM {live} l WHERE starts_with(l.doc_id, %(p)s)
+                         AND NOT EXISTS (SELECT 1 FROM {new} n WHERE n.doc_id = l.doc_id))""").format(
+            live=live, new=new), params).fetchone()
+        self.conn.commit()
+        return tuple(counts)
+
+    def abandon_rebuild(self) -> None:
+        """Drop the rebuild's tables and point this connection back at the live index."""
+        self.drop_unfinished_rebuild()
+        self.conn.execute("RESET search_path")
+        self.conn.commit()
+        self.search_path = None
+
     def finish_rebuild(self) -> None:
         """Swap the rebuilt tables in for the live ones in one transaction: a search sees the
         old index or the new one, never neither; a failure before this leaves the old one whole."""

@@ -427,3 +427,21 @@ def test_forgetting_is_permanent_across_runs_moves_and_rebuilds_until_unforget(t
 
     with pytest.raises(settings.UserError, match="is not on the forget list; --list --forgotten shows"):
         cpe.main(["--unforget", "<whatsapp>:Nobody", *db])
+
+
+def test_a_rebuild_from_an_empty_folder_is_not_swapped_in_unless_pruned(tmp_path, database_url, cli_args):
+    vault, wa = write_vault(tmp_path), write_whatsapp(tmp_path)
+    ingest_json(["--obsidian", str(vault), "--whatsapp", str(wa), *cli_args])
+    before = stored(database_url)
+    empty = tmp_path / "unsynced-vault"
+    empty.mkdir()
+    with pytest.raises(settings.UserError) as err:
+        run_main(["--rebuild", "--obsidian", str(empty), "--whatsapp", str(wa), *cli_args])
+    assert str(err.value).startswith("the rebuild was not swapped in: obsidian gave 0 documents and 4 of the 4")
+    assert "re-run with --rebuild --prune obsidian beside --obsidian PATH" in str(err.value)
+    assert stored(database_url) == before and not rebuild_leftover(database_url)
+
+    summary = ingest_json(["--rebuild", "--prune", "obsidian", "--obsidian", str(empty), "--whatsapp", str(wa),
+                           *cli_args])
+    assert summary["chunks_total"] == 2 and sources_listed(database_url) == {"<whatsapp>:Maria Silva",
+                                                                           "<whatsapp>:Joao"}
