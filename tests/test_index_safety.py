@@ -445,3 +445,16 @@ def test_a_rebuild_from_an_empty_folder_is_not_swapped_in_unless_pruned(tmp_path
                            *cli_args])
     assert summary["chunks_total"] == 2 and sources_listed(database_url) == {"<whatsapp>:Maria Silva",
                                                                            "<whatsapp>:Joao"}
+
+
+def test_a_rebuild_on_a_fresh_database_creates_the_index_where_searches_look(tmp_path, database_url, cli_args):
+    vault = write_vault(tmp_path, notes=2)
+    summary = ingest_json(["--rebuild", "--obsidian", str(vault), *cli_args])
+    assert summary["rebuilt"] and summary["chunks_total"] == 2 and not rebuild_leftover(database_url)
+    with psycopg.connect(database_url) as conn:
+        schemas = dict(conn.execute(
+            """SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE c.relname IN ('chunks', 'documents', 'index_meta', 'chunks_embedding_hnsw')""").fetchall())
+        vector_schema = conn.execute(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
+    assert set(schemas.values()) == {"public"} and len(schemas) == 4 and vector_schema == "public"
