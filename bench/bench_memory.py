@@ -1,7 +1,7 @@
 """Conversation memory: recall@10 of the evidence messages on long two-person chats
 (bench/memory_corpus.py), ingested as in-app .txt exports, in a throw-away embedded PostgreSQL:
 
-    .venv/bin/python bench/bench_memory.py             # ~4 min on 2 cores with MiniLM
+    .venv/bin/python bench/bench_memory.py             # 4-10 min on 2 cores with MiniLM
     .venv/bin/python bench/bench_memory.py --model e5  # multilingual-e5-small (slower)
 
 The exports go through the real ingestion (`create_and_persist_embeddings.ingest` over
@@ -12,7 +12,8 @@ evidence messages found in its top 10 passages, averaged per question kind. Side
          vector-only top 10 by cosine, no per-document cap;
 - main@957c8e6: chunks filling the embedder's whole budget per sitting, hybrid search, at most
          3 passages per chat (reproduced with today's functions and those settings);
-- now:   what this checkout ships.
+- now:   what this checkout ships (4-message chat units read with their neighbours, the owner
+         named in 1:1 headers, names as a third ranking, the cap per note or chat day).
 Results: bench/results/memory.json.
 """
 from __future__ import annotations
