@@ -602,44 +602,88 @@ def _check_inputs(path: Path, date_order: str) -> None:
         raise settings.UserError(f"WHATSAPP_DATE_ORDER={date_order!r} is not one of {', '.join(DATE_ORDERS)}")
 
 
-def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto",
-               warn: Callable[[str], None] = settings.warn, failed: list[str] | None = None) -> list[Chat]:
-    """Every chat under `path`, merged across files (see module doc); bad files -> warnings,
-    and the paths of files that could not be read appended to `failed`."""
+def _file_chat_name(file: Path, book: ContactBook) -> str | None:
+    """The chat name an in-app export's file name gives, settled as load_txt_chat settles it
+    (a number named by the contacts); None when only its speakers can tell (iOS `_chat.txt`)."""
+    folder = None if file.suffix.lower() == ".zip" else file.parent.name
+    name = chat_name_from_file(file.name, folder) if folder is not None else chat_name_from_file(file.name)
+    if name and _looks_like_number(name):
+        name = book.name_for(name) or name
+    return name
+
+
+def _read_txt_file(file: Path, book: ContactBook, date_order: str, warn: Callable[[str], None],
+                   failed: list[str]) -> Chat | None:
+    """One in-app export (.txt or .zip) as a Chat; unreadable -> warning, path in `failed`."""
+    if file.suffix.lower() == ".zip":
+        text, problem = read_zip_chat(file)
+        if problem:
+            warn(f"{file}: {problem}; file skipped")
+            failed.append(str(file))
+            return None
+        return load_txt_chat(text, str(file), chat_name_from_file(file.name), book, date_order, warn)
+    try:
+        text = decode_export(file.read_bytes())
+    except OSError as err:
+        warn(f"{file}: not readable ({err.__class__.__name__}); file skipped")
+        failed.append(str(file))
+        return None
+    return load_txt_chat(text, str(file), chat_name_from_file(file.name, file.parent.name), book, date_order, warn)
+
+
+def iter_chats(path: Path, contacts: Path | None = None, date_order: str = "auto",
+               warn: Callable[[str], None] = settings.warn, failed: list[str] | None = None) -> Iterator[Chat]:
+    """The chats of `load_chats`, one at a time: in-app exports are grouped by the chat their
+    file name gives and parsed a group at a time, so memory holds the exporter JSON's chats and
+    one other chat, not the whole history. Exports that may join a JSON chat (same name or
+    number) or whose name only their speakers tell are read first, with the JSON. A file that
+    cannot be read is in `failed` before the chat it belonged to is yielded."""
     failed = [] if failed is None else failed
     path = Path(path).expanduser()
     _check_inputs(path, date_order)
     contacts_file = Path(contacts).expanduser() if contacts else _default_contacts(path)
     book = load_contacts(contacts_file, warn) if contacts_file else ContactBook()
-    json_chats: list[Chat] = []
-    txt_chats: list[Chat] = []
     files = _find_files(path)
-    for file in files:
-        suffix = file.suffix.lower()
-        if suffix == ".json":
-            json_chats.extend(load_exporter_json(file, book, warn, failed))
-        elif suffix == ".zip":
-            text, problem = read_zip_chat(file)
-            if problem:
-                warn(f"{file}: {problem}; file skipped")
-                failed.append(str(file))
-                continue
-            chat = load_txt_chat(text, str(file), chat_name_from_file(file.name), book, date_order, warn)
-            if chat:
-                txt_chats.append(chat)
-        elif suffix == ".txt":
-            try:
-                text = decode_export(file.read_bytes())
-            except OSError as err:
-                warn(f"{file}: not readable ({err.__class__.__name__}); file skipped")
-                failed.append(str(file))
-                continue
-            chat = load_txt_chat(text, str(file), chat_name_from_file(file.name, file.parent.name), book, date_order, warn)
-            if chat:
-                txt_chats.append(chat)
     if not files:
         warn(f"{path}: no WhatsApp exports found (.json from WhatsApp-Chat-Exporter, .txt or .zip from 'Export chat')")
-    return merge_chats(json_chats, txt_chats)
+        return
+    json_chats: list[Chat] = []
+    groups: dict[str, list[Path]] = defaultdict(list)  # chat key -> its in-app exports, in file order
+    first_txt: list[Chat] = []
+    digits_of: dict[str, str] = {}
+    for file in files:
+        if file.suffix.lower() == ".json":
+            json_chats.extend(load_exporter_json(file, book, warn, failed))
+            continue
+        name = _file_chat_name(file, book)
+        if name is None:
+            chat = _read_txt_file(file, book, date_order, warn, failed)
+            if chat:
+                first_txt.append(chat)
+            continue
+        key = normalise_name(name)
+        groups[key].append(file)
+        digits_of[key] = re.sub(r"\D", "", name) if _looks_like_number(name) else ""
+    joinable = {normalise_name(chat.name) for chat in json_chats} | {chat.key.split("@", 1)[0] for chat in json_chats}
+    joinable |= {chat.key for chat in first_txt}
+    later = []
+    for key, group in groups.items():
+        if key in joinable or (digits_of[key] and digits_of[key] in joinable):
+            first_txt.extend(chat for chat in (_read_txt_file(f, book, date_order, warn, failed) for f in group) if chat)
+        else:
+            later.append(group)
+    yield from merge_chats(json_chats, first_txt)
+    del json_chats, first_txt
+    for group in later:
+        chats = [chat for chat in (_read_txt_file(f, book, date_order, warn, failed) for f in group) if chat]
+        yield from merge_chats([], chats)
+
+
+def load_chats(path: Path, contacts: Path | None = None, date_order: str = "auto",
+               warn: Callable[[str], None] = settings.warn, failed: list[str] | None = None) -> list[Chat]:
+    """Every chat under `path`, merged across files (see module doc); bad files -> warnings,
+    and the paths of files that could not be read appended to `failed`."""
+    return sorted(iter_chats(path, contacts, date_order, warn, failed), key=lambda chat: chat.key)
 
 
 def _chat_fingerprint(chat: Chat, max_tokens: int) -> str:
@@ -749,13 +793,14 @@ def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: i
         return
 
     failed: list[str] = []
-    chats = load_chats(path, contacts_file, date_order, warn, failed)
-    # First, so ingestion knows before any chat which stored chats those files held: a chat
-    # merged from a file that could not be read this time must keep what is stored.
-    for file in failed:
-        yield chunking.unreadable_file(chunking.MESSAGES, file)
+    told = 0
     documents = []
-    for chat in chats:
+    for chat in iter_chats(path, contacts_file, date_order, warn, failed):
+        # Before the chat they belonged to, so ingestion knows which stored chats those files
+        # held: a chat merged from a file that could not be read this time keeps what is stored.
+        for file in failed[told:]:
+            yield chunking.unreadable_file(chunking.MESSAGES, file)
+        told = len(failed)
         document = chunking.Document(
             doc_id=f"whatsapp:{chat.key}",
             source_kind=chunking.MESSAGES,
@@ -765,6 +810,8 @@ def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: i
         )
         documents.append([document.doc_id, document.fingerprint, list(document.paths)])
         yield document
+    for file in failed[told:]:  # files of no chat at all
+        yield chunking.unreadable_file(chunking.MESSAGES, file)
     if states is not None and not failed:
         # Only a complete, clean read is recorded: a file that failed is read again next time.
         _write_cache(record, {"version": CACHE_VERSION, "key": key, "files": states, "documents": documents})

@@ -16,17 +16,17 @@ def count_words(text: str) -> int:
 
 
 class CountingParses:
-    """Counts the full parses of the exports (load_chats calls)."""
+    """Counts the full parses of the exports (iter_chats calls)."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        real = wa.load_chats
+        real = wa.iter_chats
 
         def counting(*args, **kwargs):
             self.calls += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(wa, "load_chats", counting)
+        monkeypatch.setattr(wa, "iter_chats", counting)
 
 
 def write_exports(folder: Path) -> Path:
@@ -122,3 +122,33 @@ def test_a_read_with_an_unreadable_file_is_not_recorded(tmp_path, monkeypatch):
                                            cache_dir=tmp_path / "cache"))
         assert any(d.unreadable for d in documents)
     assert parses.calls == 2  # read again: the file may be whole next time
+
+
+def test_chats_stream_one_at_a_time_and_read_as_the_whole_history_merges(tmp_path, monkeypatch):
+    folder = write_exports(tmp_path / "wa")
+    # Ana's .txt joins her JSON chat; Rui's two exports (overlapping) are one chat read on its own.
+    (folder / "WhatsApp Chat with Ana.txt").write_text("04/03/2022, 19:00 - Ana: Dinner on Friday?\n"
+                                                       "04/03/2022, 19:07 - Ana: At nine\n", encoding="utf-8")
+    (folder / "old").mkdir()
+    for where in (folder, folder / "old"):
+        (where / "WhatsApp Chat with Rui.txt").write_text(
+            "01/07/2021, 09:00 - Rui: Bom dia\n" + ("01/07/2021, 09:05 - Rui: Tudo bem?\n" if where == folder else ""),
+            encoding="utf-8")
+    streamed = [(c.key, c.name, len(c.messages), tuple(c.paths)) for c in wa.iter_chats(folder)]
+    # The reference: every file read first, then merged at once (how load_chats worked before).
+    book = wa.ContactBook()
+    json_chats = wa.load_exporter_json(folder / "result.json", book)
+    txt = [wa.load_txt_chat(f.read_text(encoding="utf-8"), str(f), wa.chat_name_from_file(f.name, f.parent.name), book)
+           for f in sorted(folder.rglob("*.txt"))]
+    merged = [(c.key, c.name, len(c.messages), tuple(c.paths)) for c in wa.merge_chats(json_chats, txt)]
+    assert sorted(streamed) == sorted(merged)
+    assert {key for key, *_ in streamed} == {"351912345678@s.whatsapp.net", "maria", "rui"}
+    # Rui's chat is parsed only when its turn comes, after the JSON's chats were handed out.
+    parsed: list[str] = []
+    real = wa._read_txt_file
+    monkeypatch.setattr(wa, "_read_txt_file", lambda file, *a: parsed.append(file.name) or real(file, *a))
+    chats = wa.iter_chats(folder)
+    next(chats)
+    assert "WhatsApp Chat with Rui.txt" not in parsed and "WhatsApp Chat with Ana.txt" in parsed
+    list(chats)
+    assert parsed.count("WhatsApp Chat with Rui.txt") == 2
