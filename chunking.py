@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -21,6 +22,15 @@ MESSAGES = "messages"
 # metadata["date_origin"] of a note dated only by its file's modification time: when the file
 # was last touched (a sync, a clone), not when its content happened; date filters skip it.
 MTIME_ORIGIN = "mtime"
+
+
+def fold_text(text: str) -> str:
+    """Lower-case and strip accents so `José` and `jose` match: `fold_text("Ação") == "acao"`.
+    The one accent folder: stored search text, search filters and chat-name matching all use it."""
+    if text.isascii():  # the common case, ~50x cheaper
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import unicodedata
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 import settings
-from chunking import MTIME_ORIGIN, Chunk
+from chunking import MTIME_ORIGIN, Chunk, fold_text  # fold_text: retrieval imports it from here too
 
 SCHEMA_VERSION = "1"
 # Advisory lock keys (arbitrary constants owned by this project).
@@ -45,14 +44,6 @@ CHUNK_COPY_TYPES = (
 # Date filters skip dates from a file's modification time (chunking.MTIME_ORIGIN). Written out
 # in the filter SQL and in the partial indexes alike, so the planner can match the two.
 REAL_DATE = f"date_origin IS DISTINCT FROM '{MTIME_ORIGIN}'"
-
-
-def fold_text(text: str) -> str:
-    """Lower-case and strip accents so `José` and `jose` match: `fold_text("Ação") == "acao"`."""
-    if text.isascii():  # the common case, ~50x cheaper
-        return text.lower()
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def redact_url(url: str) -> str:

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import time
-import unicodedata
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -169,9 +168,7 @@ class Chat:
 
 def normalise_name(name: str) -> str:
     """Case-, accent- and spacing-insensitive form of a chat name, for matching files."""
-    folded = unicodedata.normalize("NFKD", name.casefold())
-    folded = "".join(c for c in folded if not unicodedata.combining(c))
-    return " ".join(folded.split())
+    return " ".join(chunking.fold_text(name).split())
 
 
 @functools.lru_cache(maxsize=65536)
