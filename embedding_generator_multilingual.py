@@ -39,19 +39,6 @@ def declares_e5_prompts(folder: Path) -> bool:
     return (config.get("prompts") or {}).get("query") == "query: "
 
 
-def pick_device(requested: str | None = None) -> str:
-    """The requested device, else cuda, then mps, then cpu."""
-    if requested:
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
 def _read_json(path: Path) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -143,7 +130,7 @@ class Embedder:
         settings.quiet_model_loading()
         from sentence_transformers import SentenceTransformer
 
-        device = pick_device(self._requested_device)
+        device = settings.pick_device(self._requested_device)
         self._batch_size = self._requested_batch_size or (
             DEFAULT_CPU_BATCH_SIZE if device == "cpu" else DEFAULT_GPU_BATCH_SIZE)
         try:

@@ -366,7 +366,7 @@ class TransformersChatModel(ChatModel):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.device = device or _torch_device()
+        self.device = settings.pick_device(device)
         self.dtype = torch_dtype(self.device, dtype, checkpoint_dtype(folder))
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -485,16 +485,6 @@ def torch_dtype(device: str, setting: str = "auto", saved: str | None = None):
     if own is None or own == torch.bfloat16:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return own
-
-
-def _torch_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _eos_ids(*values) -> set[int]:

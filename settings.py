@@ -170,6 +170,20 @@ def quiet_model_loading() -> None:
     transformers_logging.disable_progress_bar()
 
 
+def pick_device(requested: str | None = None) -> str:
+    """The torch device for a model: the requested one, else cuda, then mps, then cpu.
+    The embedder and the transformers LLM both use it, so they land on the same device."""
+    if requested:
+        return requested
+    import torch  # only when a model loads: `--help` stays fast
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def hub_offline() -> bool:
     """Whether the hub is switched off in this process (by the user, or by `mark_offline`)."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
