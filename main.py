@@ -357,6 +357,11 @@ class DatabaseDown(Exception):
     """The database could not be reached for this turn; the next turn tries again."""
 
 
+def empty_index_note() -> str:
+    """The chat's line for an index with nothing in it yet: what to run first."""
+    return f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages"
+
+
 @dataclass
 class Turn:
     """What one message produced."""
@@ -449,7 +454,7 @@ class ChatSession:
                 self._status(f"note: {result.note}")
         except EmptyIndexError:
             hits = []
-            self._status(f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages")
+            self._status(empty_index_note())
         except DatabaseDown as err:
             self._status(f"warning: {err}; this message was not answered, send it again to retry")
             return turn
@@ -527,7 +532,7 @@ class ChatSession:
         try:
             passages = reader(request)
         except EmptyIndexError:
-            self._status(f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages")
+            self._status(empty_index_note())
             return turn
         except DatabaseDown as err:
             self._status(f"warning: {err}; this message was not answered, send it again to retry")
@@ -954,7 +959,7 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     if typo:
         print(f"warning: {typo}", file=stderr, flush=True)
 
-    empty_index_hint = f"note: the index is empty; run {settings.ingest_hint()} to add your notes and messages"
+    empty_index_hint = empty_index_note()
     # The store first (fast, fails early); the empty-index hint comes before any model loads
     # (on a fresh machine it is the first thing to do). Both models are downloaded, if missing,
     # before either loads; an embedded database is created only once they are on disk, so a run
