@@ -6,6 +6,7 @@ Budgets are in tokens of the embedding model, so nothing is ever silently trunca
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -31,6 +32,23 @@ def fold_text(text: str) -> str:
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def decode_text(raw: bytes) -> tuple[str, int]:
+    """(text, number of undecodable byte sequences replaced) of a source file's bytes: UTF-8
+    (a BOM allowed) or UTF-16 with a BOM (a file that went through Windows). Notes and
+    WhatsApp exports both read through it."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = raw.decode("utf-16", "replace")
+        return text, text.count("\ufffd")
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode("utf-8"), 0
+    except UnicodeDecodeError:
+        text = raw.decode("utf-8", "replace")
+    # Each bad byte sequence became one U+FFFD; genuine U+FFFD characters are not counted.
+    return text, text.count("\ufffd") - raw.count("\ufffd".encode())
 
 
 @dataclass

@@ -255,17 +255,7 @@ def decode_note(raw: bytes, truncated: bool) -> tuple[str, int]:
         cut = raw.rfind(b"\n")
         if cut > len(raw) // 2:
             raw = raw[:cut + 1]
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        text = raw.decode("utf-16", "replace")
-        return text, text.count("\ufffd")
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
-    try:
-        return raw.decode("utf-8"), 0
-    except UnicodeDecodeError:
-        text = raw.decode("utf-8", "replace")
-    # Each bad byte sequence became one U+FFFD; genuine U+FFFD characters are not counted.
-    return text, text.count("\ufffd") - raw.count("\ufffd".encode())
+    return chunking.decode_text(raw)
 
 
 # ---------------------------------------------------------------- frontmatter

@@ -43,6 +43,7 @@ from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Callable
 
+from chunking import decode_text
 from whatsapp_locales import (
     ANDROID_MEDIA_FILE, ATTACHED_ANDROID, ATTACHED_IOS, DOCUMENT_OMITTED_ENDINGS, DOCUMENT_OMITTED_TAIL,
     EDITED_SUFFIX, is_system_line, is_system_text, media_kind_of_placeholder,
@@ -346,10 +347,8 @@ def read_zip_chat(path, max_bytes: int = DEFAULT_MAX_ZIP_MEMBER_BYTES) -> tuple[
 
 
 def decode_export(data: bytes) -> str:
-    """Exports are UTF-8 (sometimes with a BOM); UTF-16 appears when a file went through Windows."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return data.decode("utf-16", errors="replace")
-    return data.decode("utf-8-sig", errors="replace")
+    """An export's text: UTF-8 (sometimes with a BOM), or UTF-16 when it went through Windows."""
+    return decode_text(data)[0]
 
 
 _CHAT_FILE_PREFIXES = re.compile(
