@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +26,7 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 sys.path.insert(0, str(BENCH_DIR))
 
 from bench_retrieval import BATCH, VOCABULARY, clustered_vectors, make_chunks, word  # noqa: E402
+from scratch_db import embedded_database, scratch_folder  # noqa: E402
 
 DEFAULT_ROWS = 100_000
 DEFAULT_DIM = 384
@@ -52,17 +51,12 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
-    import pgserver
-
     import retrieve_related_content_from_db as retrieval
     import store as store_module
 
     rng = np.random.default_rng(args.seed)
-    root = Path("/tmp") / f"pllm-bench-{uuid.uuid4().hex[:8]}"
-    root.mkdir()
-    server = pgserver.get_server(root / "pg", cleanup_mode="delete")
-    try:
-        db = store_module.Store(server.get_uri())
+    with embedded_database(scratch_folder("pllm-bench")) as url:
+        db = store_module.Store(url)
         db.ensure_schema("bench-filters", args.dim)
         db.drop_vector_index()  # filtered subsets this small are searched exactly; loads 10x faster
         words = [word(i) for i in range(VOCABULARY)]
@@ -104,9 +98,6 @@ def main(argv: list[str] | None = None) -> int:
             for statement in FILTER_INDEXES.values():
                 db.conn.execute(statement.format(real=store_module.REAL_DATE))
         db.close()
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
     for name, figures in report["filters"].items():
         print(f"{name}: {figures['with_indexes_median_ms']} ms with the filter indexes, "
               f"{figures['without_indexes_median_ms']} ms without ({figures['hits']} hits)")

@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import shutil
 import sys
 import time
-import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -36,6 +34,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 sys.path.insert(0, str(BENCH_DIR))
 
 import settings  # noqa: E402
+from scratch_db import embedded_database, scratch_folder  # noqa: E402
 
 DEFAULT_K = 10
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "memory.json"
@@ -257,14 +256,12 @@ def legacy_ingest(db, embedder, export_dir):
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     settings.mark_offline()
-    import pgserver
-
     import memory_corpus
     import store as store_module
 
     conversations, questions_objects = memory_corpus.build(args.chats, args.seed)
     questions = [q.__dict__ for q in questions_objects]
-    root = Path("/tmp") / f"pllm-memory-{uuid.uuid4().hex[:8]}"
+    root = scratch_folder("pllm-memory")
     export_dir = root / "exports"
     memory_corpus.write(export_dir, conversations, questions_objects)
     (export_dir / "questions.json").unlink()  # not an export
@@ -277,18 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         configs = {name: configs[name] for name in args.only.split(",")}
     rows = [{"question": q["text"], "kind": q["kind"], "chat": q["chat"]} for q in questions]
     timings: dict[str, dict] = defaultdict(dict)
-    server = pgserver.get_server(root / "pg", cleanup_mode="delete")
-    try:
-        with store_module.Store(server.get_uri()) as db:
+    with embedded_database(root) as url:
+        with store_module.Store(url) as db:
             for name, (ingest, make_search) in configs.items():
                 reset(db, embedder)
                 timings[name].update(ingest(db, embedder, export_dir))
                 db._register_vector()
                 run_config(name, db, embedder, questions, vectors, make_search(db, args.k), rows, timings)
                 print(f"{name}: {timings[name]}", file=sys.stderr, flush=True)
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
     table = {name: summarise(rows, name) for name in configs}
     messages = sum(len(c.messages) for c in conversations)

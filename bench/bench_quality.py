@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -28,6 +26,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 sys.path.insert(0, str(BENCH_DIR))
 
 import settings  # noqa: E402
+from scratch_db import embedded_database, scratch_folder  # noqa: E402
 
 DEFAULT_K = 10
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "quality.json"
@@ -85,8 +84,6 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     settings.mark_offline()
-    import pgserver
-
     import quality_corpus
     import retrieve_related_content_from_db as retrieval
     import store as store_module
@@ -100,12 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     embed_s = time.perf_counter() - start
     print(f"embedded {len(chunks)} chunks with {label} in {embed_s:.0f} s", file=sys.stderr)
 
-    root = Path("/tmp") / f"pllm-quality-{uuid.uuid4().hex[:8]}"
-    root.mkdir()
-    server = pgserver.get_server(root / "pg", cleanup_mode="delete")
     per_question = []
-    try:
-        with store_module.Store(server.get_uri()) as db:
+    with embedded_database(scratch_folder("pllm-quality")) as url:
+        with store_module.Store(url) as db:
             db.ensure_schema(embedder.name, embedder.dimension)
             with db.transaction():
                 db.copy_chunks(chunks, vectors)
@@ -122,9 +116,6 @@ def main(argv: list[str] | None = None) -> int:
                     if use_filters and result.fell_back:
                         row["fell_back"] = True
                 per_question.append(row)
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
     categories = sorted({q["category"] for q in per_question})
     groups = {"all": per_question, **{c: [q for q in per_question if q["category"] == c] for c in categories},

@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import statistics
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -32,6 +30,7 @@ sys.path.insert(0, str(BENCH_DIR.parent))
 
 import settings  # noqa: E402
 from chunking import MESSAGES, NOTES, Chunk  # noqa: E402
+from scratch_db import embedded_database, scratch_folder  # noqa: E402
 
 DEFAULT_ROWS = 100_000
 DEFAULT_DIM = 1024
@@ -123,19 +122,14 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
-    import pgserver
-
     import retrieve_related_content_from_db as retrieval
     import store as store_module
 
     rng = np.random.default_rng(args.seed)
-    root = Path("/tmp") / f"pllm-bench-{uuid.uuid4().hex[:8]}"
-    root.mkdir()
-    server = pgserver.get_server(root / "pg", cleanup_mode="delete")
     report: dict = {"rows": args.rows, "dim": args.dim, "cluster_noise": args.noise, "machine": platform.processor() or platform.machine(),
                     "cpus": __import__("os").cpu_count()}
-    try:
-        db = store_module.Store(server.get_uri())
+    with embedded_database(scratch_folder("pllm-bench")) as url:
+        db = store_module.Store(url)
         db.ensure_schema("bench-clustered", args.dim)
         db.drop_vector_index()  # bulk load first, index after: much faster
 
@@ -240,9 +234,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"turn: {report['turn']}", file=sys.stderr)
         db.close()
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
