@@ -14,7 +14,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Sequence
 
 TokenCounter = Callable[[str], int]
 
@@ -49,6 +49,21 @@ def decode_text(raw: bytes) -> tuple[str, int]:
         text = raw.decode("utf-8", "replace")
     # Each bad byte sequence became one U+FFFD; genuine U+FFFD characters are not counted.
     return text, text.count("\ufffd") - raw.count("\ufffd".encode())
+
+
+def json_fields(item: object, names: Sequence[str]) -> dict:
+    """The named attributes of a chunk (or a search hit) as a JSON-safe dict, in the order
+    given: datetimes as ISO 8601 strings, lists copied. Every JSON rendering of a chunk (the
+    previews, `--list --json`, search `--json`) goes through it, so a field reads the same in all."""
+    record = {}
+    for name in names:
+        value = getattr(item, name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, list):
+            value = list(value)
+        record[name] = value
+    return record
 
 
 @dataclass

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import settings
-from chunking import Chunk, Document, SourceUnreadable
+from chunking import Chunk, Document, SourceUnreadable, json_fields
 
 if TYPE_CHECKING:  # heavy modules load only when a run needs them
     from embedding_generator_multilingual import Embedder
@@ -751,13 +751,11 @@ def list_index(store: "Store", source_prefix: str = "", as_json: bool = False, o
             for source, doc_id, started, ended, content, title, heading, chat, people, tags, kind in cur:
                 count += 1
                 if as_json:
-                    record = {
-                        "source": source, "doc_id": doc_id, "source_kind": kind,
-                        "started_at": started.isoformat() if started else None,
-                        "ended_at": ended.isoformat() if ended else None,
-                        "title": title, "heading": heading, "chat_name": chat,
-                        "people": people, "tags": tags, "text": content,
-                    }
+                    chunk = Chunk(content, source, doc_id, kind, title=title, heading=heading, chat_name=chat,
+                                  people=people, tags=tags, started_at=started, ended_at=ended)
+                    shown = ("source", "doc_id", "source_kind", "started_at", "ended_at", "title", "heading",
+                             "chat_name", "people", "tags")
+                    record = {**json_fields(chunk, shown), "text": content}
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 else:
                     one_line = content.replace("\\", "\\\\").replace("\n", "\\n")

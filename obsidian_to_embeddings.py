@@ -570,13 +570,8 @@ def iter_documents(vault: Path, count_tokens: Callable[[str], int], max_tokens: 
 
 
 def _chunk_json(chunk: Chunk, tokens: int) -> dict:
-    return {
-        "source": chunk.source, "doc_id": chunk.doc_id, "title": chunk.title, "heading": chunk.heading,
-        "tags": chunk.tags, "people": chunk.people,
-        "started_at": chunk.started_at.isoformat() if chunk.started_at else None,
-        "ended_at": chunk.ended_at.isoformat() if chunk.ended_at else None,
-        "metadata": chunk.metadata, "tokens": tokens, "text": chunk.text,
-    }
+    shown = ("source", "doc_id", "title", "heading", "tags", "people", "started_at", "ended_at", "metadata")
+    return {**chunking.json_fields(chunk, shown), "tokens": tokens, "text": chunk.text}
 
 
 def setup_arg_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import settings
-from chunking import MESSAGES, MTIME_ORIGIN, NOTES
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES, json_fields
 
 if TYPE_CHECKING:  # heavy modules load only when a search runs
     from embedding_generator_multilingual import Embedder
@@ -86,6 +86,10 @@ EMPTY_INDEX_HINT = (
     "(it reads OBSIDIAN_VAULT_PATH and WHATSAPP_WORKING_PATH)"
 )
 
+# What `search --json` shows of a hit, in this order.
+_HIT_JSON_FIELDS = ("source", "content", "score", "fused_score", "vector_rank", "text_rank", "doc_id",
+                    "source_kind", "title", "heading", "chat_name", "chat_id", "people", "tags",
+                    "started_at", "ended_at", "metadata")
 _HIT_COLUMNS = ("id", "doc_id", "source_kind", "source", "content", "title", "heading", "chat_name",
                 "chat_id", "people", "tags", "started_at", "ended_at", "metadata")
 
@@ -139,16 +143,10 @@ class Hit:
 
     def to_json(self) -> dict:
         """A JSON-safe dict (datetimes as ISO 8601 strings)."""
-        return {
-            "source": self.source, "content": self.content, "score": round(self.score, 6),
-            "fused_score": None if self.fused_score is None else round(self.fused_score, 6),
-            "vector_rank": self.vector_rank, "text_rank": self.text_rank,
-            "doc_id": self.doc_id, "source_kind": self.source_kind, "title": self.title,
-            "heading": self.heading, "chat_name": self.chat_name, "chat_id": self.chat_id,
-            "people": list(self.people), "tags": list(self.tags),
-            "started_at": _iso(self.started_at), "ended_at": _iso(self.ended_at),
-            "metadata": self.metadata,
-        }
+        record = json_fields(self, _HIT_JSON_FIELDS)
+        record["score"] = round(self.score, 6)
+        record["fused_score"] = None if self.fused_score is None else round(self.fused_score, 6)
+        return record
 
 
 @dataclass
@@ -199,10 +197,6 @@ def _as_bound(moment: datetime | date | None, end: bool) -> datetime | None:
     elif end and moment.timetz().replace(tzinfo=None) == time.min:
         moment = moment + timedelta(days=1) - timedelta(microseconds=1)
     return moment if moment.tzinfo else moment.astimezone()
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 # ---------------------------------------------------------------- SQL pieces

@@ -862,10 +862,9 @@ def main(argv: list[str] | None = None) -> int:
                                    Path(contacts) if contacts else None, date_order):
         for chunk in document.make_chunks():
             if args.json:
+                shown = ("doc_id", "source", "chat_name", "people", "started_at", "ended_at")
                 print(json.dumps({
-                    "doc_id": chunk.doc_id, "source": chunk.source, "chat_name": chunk.chat_name,
-                    "people": chunk.people, "started_at": chunk.started_at.isoformat(),
-                    "ended_at": chunk.ended_at.isoformat(), "tokens": embedder.count_tokens(chunk.text),
+                    **chunking.json_fields(chunk, shown), "tokens": embedder.count_tokens(chunk.text),
                     "message_ids": chunk.metadata["message_ids"], "text": chunk.text,
                 }, ensure_ascii=False))
             else:
