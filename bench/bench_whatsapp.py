@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/bench_whatsapp.py [MESSAGES]
     .venv/bin/python bench/bench_whatsapp.py --unchanged 100000 1000000
+    .venv/bin/python bench/bench_whatsapp.py --many-chats 100 10000
 
 Writes a .txt export and an exporter result.json of the same chat (overlapping halves), then
 times loading + merging, and chunking with the packaged MiniLM tokenizer's count_tokens.
 `--unchanged`: for each size, reading the exports as ingestion does, each read a fresh process
 timed from outside (wall, its peak RSS): the first read (parses everything and records what it
 found, what every run cost before) and an unchanged re-read (size + mtime checks, no parse).
+`--many-chats CHATS MESSAGES`: peak RSS of a first read of many in-app exports, which are
+streamed one chat at a time.
 """
 from __future__ import annotations
 
@@ -47,8 +50,30 @@ def write_history(folder: Path, count: int) -> int:
 def read_once(folder: str, cache: str) -> None:
     """Child mode: read the exports as ingestion does (documents and fingerprints, no chunks)."""
     started = time.perf_counter()
-    documents = list(wa.iter_documents(Path(folder), lambda text: len(text.split()), 254, cache_dir=Path(cache)))
-    print(json.dumps({"documents": len(documents), "seconds_inside": time.perf_counter() - started}))
+    documents = 0
+    for _ in wa.iter_documents(Path(folder), lambda text: len(text.split()), 254, cache_dir=Path(cache)):
+        documents += 1  # each dropped at once, as ingestion drops an unchanged one
+    print(json.dumps({"documents": documents, "seconds_inside": time.perf_counter() - started}))
+
+
+def write_many_chats(folder: Path, chats: int, messages: int) -> None:
+    """`chats` in-app .txt exports of `messages` messages each."""
+    start = datetime(2020, 1, 1, 8, 0)
+    for c in range(chats):
+        lines = [f"{start + timedelta(minutes=7 * i):%d/%m/%Y, %H:%M} - {'Person %d' % c if i % 2 else 'Me'}: "
+                 f"message {i} of chat {c} about dinner plans and the train to Porto" for i in range(messages)]
+        Path(folder, f"WhatsApp Chat with Person {c}.txt").write_text("\n".join(lines), encoding="utf-8")
+
+
+def many_chats(chats: int, messages: int) -> None:
+    """Peak RSS of a first read of many in-app exports (streamed one chat at a time)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as root:
+        folder = Path(root, "wa")
+        folder.mkdir()
+        subprocess.run([sys.executable, __file__, "--write-many", str(folder), str(chats), str(messages)], check=True)
+        first = timed_read(folder, Path(root, "cache"))
+    print(f"{chats} chats x {messages:,} messages (.txt): first read {first['wall_seconds']:.2f} s, "
+          f"peak RSS {first['peak_rss_mib']:.0f} MiB")
 
 
 def timed_read(folder: Path, cache: Path) -> dict:
@@ -90,6 +115,10 @@ def unchanged(sizes: list[int]) -> None:
 def main() -> None:
     if sys.argv[1:2] == ["--read"]:
         return read_once(*sys.argv[2:4])
+    if sys.argv[1:2] == ["--write-many"]:
+        return write_many_chats(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    if sys.argv[1:2] == ["--many-chats"]:
+        return many_chats(int(sys.argv[2]), int(sys.argv[3]))
     if sys.argv[1:2] == ["--write"]:
         return print(write_history(Path(sys.argv[2]), int(sys.argv[3])))
     if sys.argv[1:2] == ["--unchanged"]:
