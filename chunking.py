@@ -1,6 +1,8 @@
 """The Chunk that travels from a source to the store and back into the prompt, the Document
 that groups a source's chunks for re-indexing, and token-budgeted splitting (the WhatsApp
-parser's; `obsidian_markdown` has a structure-aware splitter of its own).
+parser's; `obsidian_markdown` has a structure-aware splitter of its own). Also the text
+helpers both parsers and the store share: reading a source's bytes (`decode_text`), accent
+folding (`fold_text`) and a chunk's JSON form (`json_fields`).
 
 Budgets are in tokens of the embedding model, so nothing is ever silently truncated by it.
 """
