@@ -53,6 +53,15 @@ def decode_text(raw: bytes) -> tuple[str, int]:
     return text, text.count("\ufffd") - raw.count("\ufffd".encode())
 
 
+def local_span(started: datetime | None, ended: datetime | None) -> tuple[datetime, datetime] | None:
+    """A chunk's first and last moments in the user's wall clock (a missing end is the start, a
+    missing start the end); None when undated. The span formatters (--list, search, the chat's
+    passage headers) all start from it and differ only in how much of the moment they show."""
+    if started is None and ended is None:
+        return None
+    return (started or ended).astimezone(), (ended or started).astimezone()
+
+
 def json_fields(item: object, names: Sequence[str]) -> dict:
     """The named attributes of a chunk (or a search hit) as a JSON-safe dict, in the order
     given: datetimes as ISO 8601 strings, lists copied. Every JSON rendering of a chunk (the

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import settings
-from chunking import Chunk, Document, SourceUnreadable, json_fields
+from chunking import Chunk, Document, SourceUnreadable, json_fields, local_span
 
 if TYPE_CHECKING:  # heavy modules load only when a run needs them
     from embedding_generator_multilingual import Embedder
@@ -719,10 +719,10 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
 
 
 def _span(started: datetime | None, ended: datetime | None) -> str:
-    if started is None and ended is None:
+    span = local_span(started, ended)
+    if span is None:
         return "-"
-    first = (started or ended).astimezone()  # the user's wall clock
-    last = (ended or started).astimezone()
+    first, last = span
     text = f"{first:%Y-%m-%d %H:%M}"
     if last != first:
         text += f" .. {last:%Y-%m-%d %H:%M}" if last.date() != first.date() else f"-{last:%H:%M}"

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Callable, TextIO
 
+import chunking
 import period_summary
 import settings
 
@@ -143,8 +144,8 @@ def date_span(hit: "Hit") -> str:
     """`2021-06-12`, or `2021-06-12 to 2021-06-14` for a span of days; '' when undated."""
     if hit.started_at is None:
         return ""
-    start = hit.started_at.astimezone().date()
-    end = hit.ended_at.astimezone().date() if hit.ended_at else start
+    first, last = chunking.local_span(hit.started_at, hit.ended_at)
+    start, end = first.date(), last.date()
     return start.isoformat() if end == start else f"{start.isoformat()} to {end.isoformat()}"
 
 

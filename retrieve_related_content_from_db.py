@@ -23,7 +23,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import settings
-from chunking import MESSAGES, MTIME_ORIGIN, NOTES, json_fields
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES, json_fields, local_span
 
 if TYPE_CHECKING:  # heavy modules load only when a search runs
     from embedding_generator_multilingual import Embedder
@@ -684,8 +684,8 @@ def format_hit(rank: int, hit: Hit, lines: int = 3) -> str:
     """A hit for the terminal: rank, score, source, date span, the first lines of text."""
     span = ""
     if hit.started_at is not None:
-        start = hit.started_at.astimezone().strftime("%Y-%m-%d %H:%M")
-        end = hit.ended_at.astimezone().strftime("%Y-%m-%d %H:%M") if hit.ended_at else start
+        first, last = local_span(hit.started_at, hit.ended_at)
+        start, end = f"{first:%Y-%m-%d %H:%M}", f"{last:%Y-%m-%d %H:%M}"
         span = f"  {start}" + (f" .. {end}" if end != start else "")
     # Other people's text (chat names, messages) reaches the terminal: no escape sequences.
     text = [line for line in settings.terminal_safe(hit.content).splitlines() if line.strip()][:lines]
