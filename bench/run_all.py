@@ -20,6 +20,7 @@ BENCHES = {
     "bench_quality.py": ([], []),
     "bench_memory.py": ([], ["--chats", "3"]),
     "bench_chat_turn.py": ([], ["--turns", "3"]),
+    "bench_chat_start.py": ([], ["--runs", "1"]),
     "bench_period_summary.py": ([], ["--days", "7", "--wall-days", "1"]),
     "bench_obsidian.py": ([], ["200"]),
     "bench_whatsapp.py": ([], ["10000"]),
