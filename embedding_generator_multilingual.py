@@ -39,14 +39,6 @@ def declares_e5_prompts(folder: Path) -> bool:
     return (config.get("prompts") or {}).get("query") == "query: "
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 @dataclass(frozen=True)
 class FolderFacts:
     """What a sentence-transformers folder's small JSON files say, read without loading it.
@@ -75,7 +67,7 @@ def read_folder_facts(folder: Path) -> FolderFacts:
             sub = str(module.get("path") or "")
             break
     transformer = folder / sub
-    config = _read_json(transformer / "sentence_bert_config.json")
+    config = settings.read_json_object(transformer / "sentence_bert_config.json")
     limit = config.get("max_seq_length")
     tokenizer = transformer / "tokenizer.json"
     return FolderFacts(transformer, limit if isinstance(limit, int) and limit > 0 else None,

@@ -126,20 +126,12 @@ def exclude_globs(flag_values: Sequence[str] | None = None) -> list[str]:
     return split_globs(flag_values) or split_globs(settings.get("OBSIDIAN_EXCLUDE"))
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def template_folders(vault: Path) -> list[str]:
     """Vault-relative folders holding templates: the core Templates plugin's folder
     (`.obsidian/templates.json`, else `Templates`) and the Templater plugin's, when set."""
     folders = []
-    core = _read_json(vault / ".obsidian" / "templates.json").get("folder")
-    templater = _read_json(vault / ".obsidian" / "plugins" / "templater-obsidian" / "data.json").get(
+    core = settings.read_json_object(vault / ".obsidian" / "templates.json").get("folder")
+    templater = settings.read_json_object(vault / ".obsidian" / "plugins" / "templater-obsidian" / "data.json").get(
         "templates_folder")
     for value in (core if isinstance(core, str) and core.strip("/ ") else DEFAULT_TEMPLATES_FOLDER, templater):
         if isinstance(value, str) and value.strip("/ ") and value.strip("/ ") not in folders:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import os
 import re
 import sys
@@ -304,6 +305,16 @@ def terminal_safe(text: str) -> str:
     if not text:
         return text
     return _TERMINAL_CONTROL.sub("", text)
+
+
+def read_json_object(path: Path) -> dict:
+    """The JSON object in `path`, or {} when the file is missing, unreadable or not an object
+    (optional config files of a model folder or a vault: their absence is normal)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def warn(message: str) -> None:
