@@ -414,17 +414,17 @@ def check_index(store: "Store", embedder: "Embedder") -> None:
     expect = getattr(embedder, "expect_dimension", None)
     if expect is None:  # an embedder that knows its size without loading anything
         if (info.model, info.dimension) != (embedder.name, embedder.dimension):
-            store.ensure_schema(embedder.name, embedder.dimension, folder)  # raises the rebuild message
+            store.check_model(embedder.name, embedder.dimension, folder)
     else:
         # Checked without loading the model: the index's own model (same name, or the same
         # folder however spelt) passes; its real size is checked when it loads.
         if info.model != embedder.name:
             try:
-                store.ensure_schema(embedder.name, info.dimension, folder)
+                store.check_model(embedder.name, info.dimension, folder)
             except settings.UserError:
-                store.ensure_schema(embedder.name, embedder.dimension, folder)  # the message names its real size
+                store.check_model(embedder.name, embedder.dimension, folder)  # the message names its real size
         expect(info.dimension)
-    store._register_vector()
+    store.register_vector()
 
 
 def _run(store: "Store", vector, request: SearchRequest, k: int, mode: str, use_filters: bool,
@@ -646,7 +646,7 @@ def window_passages(store: "Store", request: SearchRequest, vector=None) -> list
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in _HIT_COLUMNS)
     similarity = sql.SQL("0.0::float8")
     if vector is not None:
-        store._register_vector()
+        store.register_vector()
         params["q"] = np.asarray(vector, dtype=np.float32)
         similarity = sql.SQL("1 - (embedding <=> %(q)s)")
     statement = sql.SQL(
@@ -661,7 +661,7 @@ def window_passages(store: "Store", request: SearchRequest, vector=None) -> list
 def explain_search(store: "Store", vector, request: SearchRequest, k: int = DEFAULT_TOP_K,
                    mode: str = DEFAULT_MODE) -> str:
     """The query plan of the statement `search` would run (to check the HNSW index is used)."""
-    store._register_vector()
+    store.register_vector()
     plan, _ = _run(store, vector, request, k, mode, use_filters=True, explain=True)
     return plan
 
@@ -768,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
             raise settings.UserError('the query is empty; pass some words, or "-" to read queries from stdin')
         queries = iter([args.query])
     try:
-        with open_store(args.database_url, args.data_dir) as store:
+        with open_store(args.database_url, args.data_dir, autocommit=True) as store:
             if store.index_info() is None:
                 raise EmptyIndexError(EMPTY_INDEX_HINT)
             embedder = load_embedder(args.embedding_model)

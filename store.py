@@ -150,15 +150,17 @@ class IndexInfo:
 class Store:
     """One connection to the index. Use as a context manager, or call `close()`."""
 
-    def __init__(self, url: str, search_path: str | None = None):
+    def __init__(self, url: str, search_path: str | None = None, autocommit: bool = False):
         """Connect to `url`; `search_path` (from another Store's `search_path`) makes this
-        connection see the same tables, e.g. a rebuild's."""
+        connection see the same tables, e.g. a rebuild's. `autocommit` is for readers (a chat, a
+        search): each statement is its own transaction, so an idle reader holds no lock that a
+        writer's DDL (the rebuild swap, the HNSW build) would wait for."""
         import psycopg
 
         self.url = url
         self.search_path = search_path
         try:
-            self.conn = psycopg.connect(url, connect_timeout=10)
+            self.conn = psycopg.connect(url, connect_timeout=10, autocommit=autocommit)
         except psycopg.OperationalError as err:
             reason = str(err).strip().splitlines()[-1] if str(err).strip() else "connection failed"
             raise settings.UserError(
@@ -185,7 +187,8 @@ class Store:
 
     # -- schema
 
-    def _register_vector(self) -> None:
+    def register_vector(self) -> None:
+        """Let this connection send and read `vector` values as numpy arrays (once the extension exists)."""
         if not self._vector_registered:
             from pgvector.psycopg import register_vector
 
@@ -245,14 +248,7 @@ class Store:
                     self._create_tables(cur, dimension)
                     rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
                     if "embedding_model" in rows:
-                        built_with = (rows["embedding_model"], int(rows["embedding_dimension"]))
-                        if built_with[1] != dimension or not same_model(
-                                built_with[0], rows.get("embedding_model_folder"), model_name, model_folder):
-                            raise settings.UserError(
-                                f"the index was built with {built_with[0]} ({built_with[1]} dims); "
-                                f"EMBEDDING_MODEL is {model_name} ({dimension}). Rebuild the index with "
-                                f"{settings.ingest_hint('--rebuild')}, or set EMBEDDING_MODEL back."
-                            )
+                        _refuse_another_model(rows, model_name, dimension, model_folder)
                         if model_folder and "embedding_model_folder" not in rows:
                             # An index from before folders were recorded: record it now.
                             cur.execute("INSERT INTO index_meta (key, value) VALUES ('embedding_model_folder', %s)",
@@ -265,7 +261,19 @@ class Store:
                         cur.executemany("INSERT INTO index_meta (key, value) VALUES (%s, %s)", meta)
         except psycopg.errors.InsufficientPrivilege as err:
             raise settings.UserError(f"the database user may not create tables ({err.diag.message_primary})")
-        self._register_vector()
+        self.register_vector()
+
+    def check_model(self, model_name: str, dimension: int, model_folder: str | None = None) -> None:
+        """Refuse, with the rebuild message, a model other than the index's (see `ensure_schema`);
+        reads only, so a search may call it. A database never ingested into passes."""
+        with self.conn.cursor() as cur:
+            if cur.execute("SELECT to_regclass('index_meta')").fetchone()[0] is None:
+                rows = {}
+            else:
+                rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
+        self.conn.commit()
+        if "embedding_model" in rows:
+            _refuse_another_model(rows, model_name, dimension, model_folder)
 
     @staticmethod
     def _create_tables(cur, dimension: int) -> None:
@@ -465,7 +473,7 @@ class Store:
         """
         if not chunks:
             return 0
-        self._register_vector()
+        self.register_vector()
         columns = ", ".join(CHUNK_COLUMNS)
         with self.conn.cursor() as cur:
             with cur.copy(f"COPY chunks ({columns}) FROM STDIN WITH (FORMAT BINARY)") as copy:
@@ -491,7 +499,7 @@ class Store:
         text_hashes = list(set(text_hashes))
         if not text_hashes:
             return {}
-        self._register_vector()
+        self.register_vector()
         rows = self.conn.execute(
             "SELECT DISTINCT ON (text_hash) text_hash, embedding FROM chunks WHERE text_hash = ANY(%s)",
             (text_hashes,),
@@ -626,25 +634,6 @@ class Store:
         self.conn.commit()
         return count
 
-    def nearest(self, vector: np.ndarray, k: int = 10) -> list[dict]:
-        """Top-k chunks by cosine similarity (HNSW when present), best first, with `score`."""
-        self._register_vector()
-        rows = self.conn.execute(
-            """SELECT id, doc_id, source_kind, source, content, title, heading, chat_name, chat_id,
-                      people, tags, started_at, ended_at, metadata, embedding <=> %(q)s AS distance
-               FROM chunks ORDER BY embedding <=> %(q)s LIMIT %(k)s""",
-            {"q": np.asarray(vector, dtype=np.float32), "k": k},
-        ).fetchall()
-        self.conn.commit()
-        names = ("id", "doc_id", "source_kind", "source", "content", "title", "heading", "chat_name",
-                 "chat_id", "people", "tags", "started_at", "ended_at", "metadata")
-        hits = []
-        for row in rows:
-            hit = dict(zip(names, row))
-            hit["score"] = 1.0 - float(row[-1])
-            hits.append(hit)
-        return hits
-
 
 # Chunk.text_hash in SQL, over the stored text (which is the chunk's text without NULs).
 TEXT_HASH_SQL = "left(encode(sha256(convert_to(content, 'UTF8')), 'hex'), 32)"
@@ -728,6 +717,18 @@ class ForgetList:
         return self.texts.get(chunk.text_hash)
 
 
+def _refuse_another_model(meta: dict, model_name: str, dimension: int, model_folder: str | None) -> None:
+    """Raise the rebuild message unless the index's meta rows name this model and dimension."""
+    built_with = (meta["embedding_model"], int(meta["embedding_dimension"]))
+    if built_with[1] != dimension or not same_model(
+            built_with[0], meta.get("embedding_model_folder"), model_name, model_folder):
+        raise settings.UserError(
+            f"the index was built with {built_with[0]} ({built_with[1]} dims); "
+            f"EMBEDDING_MODEL is {model_name} ({dimension}). Rebuild the index with "
+            f"{settings.ingest_hint('--rebuild')}, or set EMBEDDING_MODEL back."
+        )
+
+
 def same_model(stored_name: str, stored_folder: str | None, name: str, folder: str | None) -> bool:
     """True when two model spellings are one model: equal names, or the same resolved folder.
 
@@ -801,7 +802,8 @@ def database_error_message(err: BaseException) -> str:
     return f"database error: {primary}"
 
 
-def open_store(url: str | None = None, data_dir: str | Path | None = None) -> Store:
-    """Connect to the configured database (embedded unless DATABASE_URL is set)."""
-    return Store(database_url(url, data_dir))
+def open_store(url: str | None = None, data_dir: str | Path | None = None, autocommit: bool = False) -> Store:
+    """Connect to the configured database (embedded unless DATABASE_URL is set); `autocommit`
+    for a reader (see `Store`)."""
+    return Store(database_url(url, data_dir), autocommit=autocommit)
 

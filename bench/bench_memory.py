@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, (ingest, make_search) in configs.items():
                 reset(db, embedder)
                 timings[name].update(ingest(db, embedder, export_dir))
-                db._register_vector()
+                db.register_vector()
                 run_config(name, db, embedder, questions, vectors, make_search(db, args.k), rows, timings)
                 print(f"{name}: {timings[name]}", file=sys.stderr, flush=True)
 

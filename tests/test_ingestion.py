@@ -23,6 +23,7 @@ import create_and_persist_embeddings as cpe
 import settings
 import store
 from chunking import MESSAGES, NOTES, Chunk, Document, fingerprint
+from retrieve_related_content_from_db import SearchRequest, search
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -434,8 +435,7 @@ def test_a_chat_keeps_reading_while_a_run_writes(database_url, embedder):
             with store.Store(database_url) as chat_store:
                 chat_store.conn.execute("SET lock_timeout = '5s'")
                 assert chat_store.index_info().model == embedder.name
-                chat_store._register_vector()
-                seen.append(len(chat_store.nearest(embedder.embed_query("topic"), k=5)))
+                seen.append(len(search(chat_store, embedder, SearchRequest("topic"), k=5).hits))
             return super().embed_passages(texts)
 
     run(database_url, ReadsMeanwhile(embedder), {"obsidian": vault(6)})

@@ -12,6 +12,7 @@ import pytest
 import settings
 import store
 from chunking import MESSAGES, NOTES, Chunk
+from retrieve_related_content_from_db import SearchRequest, check_index, search_vector
 
 DIM = 8
 
@@ -19,6 +20,11 @@ DIM = 8
 def unit(values) -> np.ndarray:
     vector = np.asarray(values, dtype=np.float32)
     return vector / np.linalg.norm(vector)
+
+
+def nearest(db, vector, k: int = 10):
+    """The real search, by vector alone: the top-k hits by cosine similarity."""
+    return search_vector(db, vector, SearchRequest("unused"), k=k, mode="vector").hits
 
 
 def make_chunk(i: int, **overrides) -> Chunk:
@@ -73,12 +79,12 @@ def test_copy_round_trip_keeps_text_metadata_and_vectors(db):
     vector = unit(range(1, DIM + 1))
     with db.transaction():
         assert db.copy_chunks([chunk], vector[None, :]) == 1
-    hit = db.nearest(vector, k=1)[0]
-    assert hit["content"] == "Maria: 'quoted'; DROP TABLE chunks; --  and ünïcødé"
-    assert hit["people"] == ["Maria Silva", "Me"]
-    assert hit["started_at"] == when
-    assert hit["metadata"] == {"message_ids": ["a", "b"], "nul": "xy"}
-    assert hit["score"] == pytest.approx(1.0, abs=1e-5)
+    hit = nearest(db, vector, k=1)[0]
+    assert hit.content == "Maria: 'quoted'; DROP TABLE chunks; --  and ünïcødé"
+    assert hit.people == ["Maria Silva", "Me"]
+    assert hit.started_at == when
+    assert hit.metadata == {"message_ids": ["a", "b"], "nul": "xy"}
+    assert hit.score == pytest.approx(1.0, abs=1e-5)
     assert db.stored_hashes(chunk.doc_id) == {chunk.content_hash}
 
 
@@ -86,7 +92,7 @@ def test_naive_times_are_stored_as_local_wall_clock(db):
     naive = datetime(2020, 1, 2, 3, 4)
     with db.transaction():
         db.copy_chunks([make_chunk(1, started_at=naive)], unit([1] * DIM)[None, :])
-    stored = db.nearest(unit([1] * DIM), k=1)[0]["started_at"]
+    stored = nearest(db, unit([1] * DIM), k=1)[0].started_at
     assert stored == naive.astimezone()
 
 
@@ -111,21 +117,21 @@ def _fill_random(db, count: int, seed: int = 0) -> np.ndarray:
     return vectors
 
 
-def test_nearest_orders_by_cosine_with_and_without_the_index(db):
+def test_vector_search_orders_by_cosine_with_and_without_the_index(db):
     vectors = _fill_random(db, 300)
     query = unit(vectors[7] + 0.05)
     expected = [f"chunk number {i}" for i in np.argsort(-(vectors @ query))[:10]]
     db.drop_vector_index()
-    exact = [hit["content"] for hit in db.nearest(query, k=10)]
+    exact = [hit.content for hit in nearest(db, query)]
     db.ensure_vector_index()
     with db.conn.cursor() as cur:
         plan = "\n".join(r[0] for r in cur.execute(
             "EXPLAIN SELECT id FROM chunks ORDER BY embedding <=> %s LIMIT 10", (query,)))
-    approximate = [hit["content"] for hit in db.nearest(query, k=10)]
+    approximate = [hit.content for hit in nearest(db, query)]
     assert exact == expected
     assert "chunks_embedding_hnsw" in plan
     assert len(set(approximate) & set(expected)) >= 8
-    scores = [hit["score"] for hit in db.nearest(query, k=10)]
+    scores = [hit.score for hit in nearest(db, query)]
     assert scores == sorted(scores, reverse=True)
 
 
@@ -137,6 +143,29 @@ def test_delete_documents_removes_their_chunks_only(db):
         assert db.delete_documents(["obsidian:Note 1.md"]) == 1
     assert db.count_chunks() == 1
     assert db.stored_documents() == {}
+
+
+def test_the_read_path_checks_the_model_without_writing(database_url, tmp_path):
+    folder = tmp_path / "small-model"
+    folder.mkdir()
+    with store.Store(database_url) as writer:
+        writer.ensure_schema("small-model", DIM)  # an index from before model folders were recorded
+    with store.Store(database_url, autocommit=True) as reader:
+        reader.conn.execute("SET default_transaction_read_only = on")
+        # The index's model passes; ensure_schema would record its folder here (a write).
+        reader.check_model("small-model", DIM, str(folder))
+        with pytest.raises(settings.UserError) as err:
+            reader.check_model("big-model", 1024)
+        assert str(err.value).startswith("the index was built with small-model (8 dims); EMBEDDING_MODEL is "
+                                         "big-model (1024). Rebuild the index with")
+
+        class Embedder:
+            name, dimension, folder = "small-model", DIM, None
+
+        check_index(reader, Embedder())
+        assert reader.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with store.Store(database_url) as check:
+        assert "embedding_model_folder" not in dict(check.conn.execute("SELECT key, value FROM index_meta"))
 
 
 def test_concurrent_schema_creation_from_two_processes(database_url):
