@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import chunking
+import whatsapp_chats
 import whatsapp_to_embeddings as wa
 from whatsapp_export_builder import (
     CURRENT_FIELDS, LEGACY_FIELDS, json_chat, json_message, write_contacts, write_json, write_text,
@@ -228,7 +229,7 @@ def test_per_chat_json_files_and_explicit_contacts(tmp_path):
 
 
 def test_contact_numbers_normalise_and_match_on_national_number():
-    book = wa.ContactBook()
+    book = whatsapp_chats.ContactBook()
     book.add("+55 (11) 98765-4321", "Maria")
     book.add("0044 7700 900123", "Priya")
     book.add("06 12 34 56 78", "Luc")

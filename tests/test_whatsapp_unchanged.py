@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import whatsapp_chats
 import whatsapp_to_embeddings as wa
 from whatsapp_export_builder import json_chat, json_message, write_json
+from whatsapp_txt_export import chat_name_from_file
 
 
 def count_words(text: str) -> int:
@@ -16,17 +18,17 @@ def count_words(text: str) -> int:
 
 
 class CountingParses:
-    """Counts the full parses of the exports (iter_chats calls)."""
+    """Counts the full parses of the exports (whatsapp_chats.iter_chats calls)."""
 
     def __init__(self, monkeypatch):
         self.calls = 0
-        real = wa.iter_chats
+        real = whatsapp_chats.iter_chats
 
         def counting(*args, **kwargs):
             self.calls += 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(wa, "iter_chats", counting)
+        monkeypatch.setattr(whatsapp_chats, "iter_chats", counting)
 
 
 def write_exports(folder: Path) -> Path:
@@ -134,20 +136,21 @@ def test_chats_stream_one_at_a_time_and_read_as_the_whole_history_merges(tmp_pat
         (where / "WhatsApp Chat with Rui.txt").write_text(
             "01/07/2021, 09:00 - Rui: Bom dia\n" + ("01/07/2021, 09:05 - Rui: Tudo bem?\n" if where == folder else ""),
             encoding="utf-8")
-    streamed = [(c.key, c.name, len(c.messages), tuple(c.paths)) for c in wa.iter_chats(folder)]
+    streamed = [(c.key, c.name, len(c.messages), tuple(c.paths)) for c in whatsapp_chats.iter_chats(folder)]
     # The reference: every file read first, then merged at once (how load_chats worked before).
-    book = wa.ContactBook()
-    json_chats = wa.load_exporter_json(folder / "result.json", book)
-    txt = [wa.load_txt_chat(f.read_text(encoding="utf-8"), str(f), wa.chat_name_from_file(f.name, f.parent.name), book)
+    book = whatsapp_chats.ContactBook()
+    json_chats = whatsapp_chats.load_exporter_json(folder / "result.json", book)
+    txt = [whatsapp_chats.load_txt_chat(f.read_text(encoding="utf-8"), str(f),
+                                        chat_name_from_file(f.name, f.parent.name), book)
            for f in sorted(folder.rglob("*.txt"))]
-    merged = [(c.key, c.name, len(c.messages), tuple(c.paths)) for c in wa.merge_chats(json_chats, txt)]
+    merged = [(c.key, c.name, len(c.messages), tuple(c.paths)) for c in whatsapp_chats.merge_chats(json_chats, txt)]
     assert sorted(streamed) == sorted(merged)
     assert {key for key, *_ in streamed} == {"351912345678@s.whatsapp.net", "maria", "rui"}
     # Rui's chat is parsed only when its turn comes, after the JSON's chats were handed out.
     parsed: list[str] = []
-    real = wa._read_txt_file
-    monkeypatch.setattr(wa, "_read_txt_file", lambda file, *a: parsed.append(file.name) or real(file, *a))
-    chats = wa.iter_chats(folder)
+    real = whatsapp_chats._read_txt_file
+    monkeypatch.setattr(whatsapp_chats, "_read_txt_file", lambda file, *a: parsed.append(file.name) or real(file, *a))
+    chats = whatsapp_chats.iter_chats(folder)
     next(chats)
     assert "WhatsApp Chat with Rui.txt" not in parsed and "WhatsApp Chat with Ana.txt" in parsed
     list(chats)
