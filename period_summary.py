@@ -268,7 +268,7 @@ def partial_tokens_for(llm: "ChatModel") -> int:
 
 
 def _header(number: int, hit: "Hit") -> str:
-    from main import passage_header  # one header format for answers and summaries
+    from chat_prompt import passage_header  # one header format for answers and summaries
 
     return passage_header(number, hit)
 

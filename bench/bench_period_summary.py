@@ -156,7 +156,8 @@ def template_model(tokenizer_folder: Path | None, context: int, tiny_folder: Pat
 
 def cost(model, passages) -> dict:
     """Plan and run the whole map-reduce on the worst-case stand-in: batches, calls, tokens."""
-    from main import persona_from, system_prompt
+    from chat_prompt import system_prompt
+    from main import persona_from
     from period_summary import plan_batches, summarise
 
     tic = time.perf_counter()
@@ -175,7 +176,8 @@ def cost(model, passages) -> dict:
 def tiny_wall_time(tiny_folder: Path, passages) -> dict:
     """The same summary on the real tiny model (transformers, CPU), end to end."""
     from llm_backend import load_llm
-    from main import persona_from, system_prompt
+    from chat_prompt import system_prompt
+    from main import persona_from
     from period_summary import plan_batches, summarise
 
     llm = load_llm("transformers", str(tiny_folder))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-import llm_backend
+import llm_tokens
 from retrieve_related_content_from_db import Hit, SearchResult
 from tiny_models import SPECIAL_TOKENS
 
@@ -36,7 +36,7 @@ class FakeLLM:
         self.last_finish_reason: str | None = None
 
     def neutralise(self, text: str) -> str:
-        return llm_backend.neutralise(text, _SPECIALS)
+        return llm_tokens.neutralise(text, _SPECIALS)
 
     def count_text_tokens(self, text: str) -> int:
         return len(text) // 4 + 1

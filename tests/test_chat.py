@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+import chat_prompt
 import main as chat
 import settings
 from chat_fakes import FakeLLM, FakeRetriever, Reply, make_hit
-from main import ChatSession, DatabaseDown, StoreRetriever, fit_prompt, resolve_persona
+from chat_prompt import fit_prompt
+from main import ChatSession, DatabaseDown, StoreRetriever, resolve_persona
 from retrieve_related_content_from_db import EmptyIndexError, SearchRequest
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -30,7 +32,8 @@ def session_with(replies, hits=HITS, **kwargs):
     out, err = io.StringIO(), io.StringIO()
     llm = FakeLLM(replies, context_window=kwargs.pop("context_window", 8192))
     retriever = kwargs.pop("retriever", None) or FakeRetriever(hits)
-    session = ChatSession(llm, retriever, resolve_persona(), out=out, err=err, today=date(2024, 5, 10), **kwargs)
+    session = ChatSession(llm, retriever, resolve_persona(), personas=chat.personas(), out=out, err=err,
+                          today=date(2024, 5, 10), **kwargs)
     return session, llm, retriever, out, err
 
 
@@ -115,7 +118,7 @@ def test_citations_are_kept_and_markers_of_no_passage_are_removed_while_streamin
     (["x ", "[", "2", ",", " 1", "]"], "x [2, 1]"),
 ])
 def test_citation_filter_is_safe_for_any_split(pieces, shown):
-    citations = chat.CitationFilter(passages=2)
+    citations = chat_prompt.CitationFilter(passages=2)
     printed = "".join(citations.feed(piece) for piece in pieces) + citations.flush()
     assert printed == shown
 
@@ -123,7 +126,7 @@ def test_citation_filter_is_safe_for_any_split(pieces, shown):
 def test_no_passages_is_said_to_the_model_and_the_user():
     session, llm, _, out, _ = session_with([KEEPER_JSON, "I find nothing about that."], hits=[])
     session.ask("Did I ever go to Mars?")
-    assert chat.NO_PASSAGES in answer_call(llm)["messages"][-1]["content"]
+    assert chat_prompt.NO_PASSAGES in answer_call(llm)["messages"][-1]["content"]
     assert "sources: none found" in out.getvalue()
 
 
@@ -150,7 +153,7 @@ def test_passages_that_did_not_fit_are_not_called_none_found():
     session, llm, _, out, err = session_with([KEEPER_JSON, "I cannot tell."], hits=hits, context_window=1200)
     session.ask("When was I in Kyoto?")
     sent = answer_call(llm)["messages"][-1]["content"]
-    assert chat.NO_PASSAGES not in sent
+    assert chat_prompt.NO_PASSAGES not in sent
     assert "3 passages from my notes or messages were found for this message but did not fit " \
            "the model's context of 1200 tokens" in sent
     assert "note: 3 passages were found but did not fit the model's context of 1200 tokens" in err.getvalue()
@@ -424,7 +427,7 @@ def test_budget_drops_old_turns_first_then_weak_passages_then_cuts_the_message()
     assert roomy.messages[-2]["content"].startswith("old answer 49")  # the newest are kept
 
     wall = fit_prompt(llm, "system", hits, [], "Kyoto " * 2000, answer_tokens=200)
-    assert wall.truncated and wall.hits == [] and wall.messages[-1]["content"].endswith(chat.TRUNCATED_MARK)
+    assert wall.truncated and wall.hits == [] and wall.messages[-1]["content"].endswith(chat_prompt.TRUNCATED_MARK)
     assert llm.count_tokens(wall.messages) + wall.answer_tokens <= 1000
 
 
@@ -444,7 +447,7 @@ def test_short_message_stays_whole_and_the_answer_room_shrinks():
     prompt = fit_prompt(llm, "system " * 500, [make_hit("passage")], [], "When was I in Kyoto?", 400)
     assert prompt.messages[-1]["content"].endswith("My message: When was I in Kyoto?")
     assert not prompt.truncated and prompt.hits == []
-    assert chat.DEFAULT_MIN_ANSWER_TOKENS <= prompt.answer_tokens < 400
+    assert chat_prompt.DEFAULT_MIN_ANSWER_TOKENS <= prompt.answer_tokens < 400
     assert llm.count_tokens(prompt.messages) + prompt.answer_tokens <= 1000
 
 

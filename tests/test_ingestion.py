@@ -519,6 +519,7 @@ def test_list_shows_every_chunk_and_forget_deletes_a_source_prefix(database_url,
 def test_other_peoples_terminal_escapes_never_reach_the_terminal(database_url, embedder, embedding_model_path):
     import main
     import retrieve_related_content_from_db as retrieval
+    from chat_prompt import source_list
 
     # A contact who named the group with a window-title sequence and writes screen clears.
     name = "\x1b]0;pwned\x07Mallory\x1b[2J"
@@ -533,7 +534,7 @@ def test_other_peoples_terminal_escapes_never_reach_the_terminal(database_url, e
     session = main.ChatSession(llm=None, retriever=None, persona=main.resolve_persona())
     session.last_hits, session.last_request = hits, retrieval.SearchRequest("keys")
     for printed in (listed, found.getvalue(), session.describe_sources(), session.describe_passage("1"),
-                    main.source_list(hits)):
+                    source_list(hits)):
         assert "Mallory" in printed
         assert not any(c in printed for c in "\x1b\x07\x9b\r"), repr(printed)
 

@@ -7,9 +7,11 @@ import json
 import pytest
 
 import llm_backend
+import llm_tokens
 import settings
 from chat_fakes import FakeRetriever, make_hit
-from llm_backend import ChatModel, load_llm, neutralise, read_context_window
+from llm_backend import ChatModel, load_llm
+from llm_tokens import neutralise, read_context_window
 
 BACKENDS = ["transformers", "mlx"]
 MESSAGES = [
@@ -116,7 +118,7 @@ def test_special_tokens_in_untrusted_text_are_neutralised(llm):
 
 
 def test_neutralise_covers_every_special_token(tokenizer):
-    for token in llm_backend.special_token_strings(tokenizer):
+    for token in llm_tokens.special_token_strings(tokenizer):
         safe = neutralise(f"a {token} b", tokenizer)
         assert token not in safe
         ids = tokenizer(safe, add_special_tokens=False)["input_ids"]
@@ -174,11 +176,12 @@ def test_context_window_fallbacks(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert read_context_window(tmp_path, Tok()) == 4000
     Tok.model_max_length = int(1e30)  # "no limit" sentinel
-    assert read_context_window(tmp_path, Tok()) == llm_backend.DEFAULT_CONTEXT_WINDOW
+    assert read_context_window(tmp_path, Tok()) == llm_tokens.DEFAULT_CONTEXT_WINDOW
 
 
 def test_long_chat_never_exceeds_the_context_window(llm):
-    from main import ChatSession, fit_prompt, resolve_persona, system_prompt
+    from chat_prompt import fit_prompt, system_prompt
+    from main import ChatSession, resolve_persona
     from datetime import date
     import io
 
@@ -278,7 +281,7 @@ def test_incremental_decoder_streams_multibyte_text_in_short_windows(tokenizer):
             windows.append(len(tokens))
             return real_decode(tokens, **kwargs)
 
-    decoder = llm_backend.IncrementalDecoder(Spy())
+    decoder = llm_tokens.IncrementalDecoder(Spy())
     pieces = [decoder.add(token) for token in ids]
     pieces.append(decoder.flush())
     assert "".join(pieces) == real_decode(ids) == text
