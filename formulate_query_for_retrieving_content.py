@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import settings
 from chunking import MESSAGES, NOTES
-from retrieve_related_content_from_db import SearchRequest, parse_date
+from search_results import SearchRequest, parse_date
 
 if TYPE_CHECKING:
     from llm_backend import ChatModel

@@ -9,32 +9,34 @@ Also a search CLI:
 
 Hits come back best first. `Hit.score` is the cosine similarity of the passage to the query
 (0..1, comparable across modes); in hybrid mode the order follows `Hit.fused_score`, the sum of
-1/(60 + rank) over the vector and the text rankings.
+1/(60 + rank) over the vector and the text rankings. The request, hit and result types and the
+SQL-free steps (fusion, the per-document cap, renderings) are in `search_results`; this module
+holds the SQL that reads the index.
 """
 from __future__ import annotations
 
 import argparse
-import calendar
 import json
 import re
 import sys
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import settings
-from chunking import MESSAGES, MTIME_ORIGIN, NOTES, json_fields, local_span
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES
+# The search's types and SQL-free steps, re-exported: callers import them from here.
+from search_results import (DEFAULT_TOP_K, MAX_CHUNKS_PER_DOCUMENT, MIN_WORD_LENGTH, RRF_K, STOPWORDS, Hit,
+                            SearchRequest, SearchResult, by_fused_score, date_bound, diversify, diversity_key,
+                            filter_names, format_hit, fuse_ranking, hits_json, parse_date, result_json,
+                            text_query_words)
 
 if TYPE_CHECKING:  # heavy modules load only when a search runs
     from embedding_generator_multilingual import Embedder
     from store import Store
 
-DEFAULT_TOP_K = 10
 DEFAULT_MODE = "hybrid"
 MODES = ("hybrid", "vector")
 SOURCE_KINDS = (NOTES, MESSAGES)
-# Reciprocal rank fusion constant (Cormack et al. 2009): 1 / (RRF_K + rank).
-RRF_K = 60
 # Candidates taken from each ranking before fusion and the diversity cap: enough to refill
 # the top-k after capping chatty documents.
 MIN_CANDIDATES = 50
@@ -56,40 +58,16 @@ CONTEXT_WINDOW = timedelta(hours=12)  # how far a neighbour is looked for
 # A query names at most this many people; their passages weigh this much in the fusion.
 MAX_NAMED_PEOPLE = 4
 NAMED_PERSON_WEIGHT = 2.0  # bench_memory: 1 -> 0.815, 2 -> 0.825, 3 -> 0.823 (all questions)
-# At most this many chunks of one note, or of one day of a chat, in the top-k, while others
-# still have candidates (bench/bench_memory.py: a cap per chat took all-questions recall@10
-# from 0.65 to 0.60).
-MAX_CHUNKS_PER_DOCUMENT = 3
-# Query words that carry no meaning for keyword search (English and Portuguese); words of
-# MIN_WORD_LENGTH characters or fewer are dropped too, in any language.
-MIN_WORD_LENGTH = 2
-MAX_QUERY_WORDS = 32
 PREFIX_MATCH_LENGTH = 4
 # A query word found in more than this share of all chunks is left out of the keyword match.
 COMMON_WORD_FRACTION = 0.05
 COMMON_WORD_MIN_CHUNKS = 50  # ...and in more than this many (small indexes keep every word)
-STOPWORDS = frozenset("""
-    the and for are but not you all any can had her was one our out has him his how its may
-    new now old see two who did get got let say she too use what when where which while with
-    about after again also been before being both could does doing down during each from
-    further have having here into just more most other over same should some such than that
-    their them then there these they this those through under until very were will would your
-    yours myself ourselves tell show find know remember something anything thing things about
-    para com que uma por dos das nos nas sem sob sua seu suas seus ele ela eles elas voce voces
-    isso isto esse essa este esta aquilo aquele aquela como quando onde qual quais quem porque
-    mas mais muito muita pelo pela pelos pelas num numa foi era sao ser ter tem tinha fiz
-    fez estou estava sobre entre depois antes ainda tambem lembra lembro alguma algum coisa
-""".split())
 
 EMPTY_INDEX_HINT = (
     f"the index is empty; run {settings.ingest_hint()} first "
     "(it reads OBSIDIAN_VAULT_PATH and WHATSAPP_WORKING_PATH)"
 )
 
-# What `search --json` shows of a hit, in this order.
-_HIT_JSON_FIELDS = ("source", "content", "score", "fused_score", "vector_rank", "text_rank", "doc_id",
-                    "source_kind", "title", "heading", "chat_name", "chat_id", "people", "tags",
-                    "started_at", "ended_at", "metadata")
 _HIT_COLUMNS = ("id", "doc_id", "source_kind", "source", "content", "title", "heading", "chat_name",
                 "chat_id", "people", "tags", "started_at", "ended_at", "metadata")
 
@@ -98,121 +76,7 @@ class EmptyIndexError(settings.UserError):
     """Nothing has been ingested yet; the message names the ingestion command."""
 
 
-@dataclass
-class SearchRequest:
-    """What to look for. Dates are inclusive; an `until` at midnight means the end of that day.
-    `people` match participants/senders or names mentioned in the text (case- and
-    accent-insensitive, whole words: "maria" finds "Maria Silva")."""
-
-    query: str
-    since: datetime | None = None
-    until: datetime | None = None
-    people: list[str] = field(default_factory=list)
-    source_kind: str | None = None  # chunking.NOTES / chunking.MESSAGES / None for both
-    note: str | None = None  # for the user: why the request is plainer than asked (the keeper could not run)
-    summary: bool = False  # a question about the whole period: read every passage of the window
-
-
-@dataclass
-class Hit:
-    """One retrieved chunk with the store's columns.
-
-    `score`: cosine similarity to the query (1 - distance). `fused_score`: the RRF score that
-    ordered the hybrid results (None in vector mode). `vector_rank`/`text_rank`: 1-based rank
-    in each list before fusion (None when the chunk was not a candidate there)."""
-
-    content: str
-    source: str
-    score: float
-    doc_id: str
-    source_kind: str
-    title: str | None = None
-    heading: str | None = None
-    chat_name: str | None = None
-    chat_id: str | None = None
-    people: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    metadata: dict = field(default_factory=dict)
-    fused_score: float | None = None
-    vector_rank: int | None = None
-    text_rank: int | None = None
-    chunk_id: int | None = None
-    modified_at: datetime | None = None  # a note's file time, when it has no date of its own
-
-    def to_json(self) -> dict:
-        """A JSON-safe dict (datetimes as ISO 8601 strings)."""
-        record = json_fields(self, _HIT_JSON_FIELDS)
-        record["score"] = round(self.score, 6)
-        record["fused_score"] = None if self.fused_score is None else round(self.fused_score, 6)
-        return record
-
-
-@dataclass
-class SearchResult:
-    """Hits best first, plus what was actually applied.
-
-    `fell_back`: the filtered search found nothing, so these are unfiltered results and
-    `note` says so in a sentence fit for the user."""
-
-    hits: list[Hit]
-    request: SearchRequest
-    filters_applied: dict
-    fell_back: bool = False
-    note: str | None = None
-
-
-# ---------------------------------------------------------------- dates
-
-
-def parse_date(text: str, end: bool = False) -> datetime:
-    """`YYYY`, `YYYY-MM`, `YYYY-MM-DD` or an ISO datetime -> local aware datetime; with `end`,
-    the last instant of that year/month/day: `parse_date("2021-06", end=True)` is
-    2021-06-30 23:59:59.999999. Raises ValueError on anything else."""
-    text = text.strip()
-    match = re.fullmatch(r"(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?", text)
-    if match:
-        year, month, day = int(match[1]), match[2], match[3]
-        if month is None:
-            first, last = date(year, 1, 1), date(year, 12, 31)
-        elif day is None:
-            month = int(month)
-            first = date(year, month, 1)
-            last = date(year, month, calendar.monthrange(year, month)[1])
-        else:
-            first = last = date(year, int(month), int(day))
-        moment = datetime.combine(last, time.max) if end else datetime.combine(first, time.min)
-        return moment.astimezone()
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.astimezone()
-
-
-def _as_bound(moment: datetime | date | None, end: bool) -> datetime | None:
-    # A bare date (or an `until` at exactly midnight) stands for the whole day.
-    if moment is None:
-        return None
-    if not isinstance(moment, datetime):
-        moment = datetime.combine(moment, time.max if end else time.min)
-    elif end and moment.timetz().replace(tzinfo=None) == time.min:
-        moment = moment + timedelta(days=1) - timedelta(microseconds=1)
-    return moment if moment.tzinfo else moment.astimezone()
-
-
 # ---------------------------------------------------------------- SQL pieces
-
-
-def text_query_words(query: str) -> list[str]:
-    """The meaningful, accent-folded words of a query, for an OR full-text match:
-    `text_query_words("Quando a Márcia foi a Kyoto?") == ["marcia", "kyoto"]`."""
-    from store import fold_text
-
-    words: list[str] = []
-    for word in re.findall(r"[^\W_]+", fold_text(query)):
-        if len(word) <= MIN_WORD_LENGTH or word in STOPWORDS or word in words:
-            continue
-        words.append(word)
-    return words[:MAX_QUERY_WORDS]
 
 
 def _tsquery_text(words: list[str]) -> str:
@@ -251,8 +115,8 @@ def _filter_sql(request: SearchRequest, params: dict):
 
     conditions = []
     applied: dict = {}
-    since = _as_bound(request.since, end=False)
-    until = _as_bound(request.until, end=True)
+    since = date_bound(request.since, end=False)
+    until = date_bound(request.until, end=True)
     # The chunk's [started_at, ended_at] span overlaps the requested range (the store keeps both
     # ends of every dated span). Plain column comparisons, so the indexes chunks_started and
     # chunks_ended serve them; a date from a file's modification time is no date here.
@@ -352,10 +216,11 @@ def _count_at_most(store: "Store", where, params: dict, limit: int) -> int:
 
 
 def _row_to_hit(row, mode: str) -> Hit:
+    """A result row (the _HIT_COLUMNS, then similarity, fused score and the two ranks) as a Hit."""
     values = dict(zip(_HIT_COLUMNS, row[: len(_HIT_COLUMNS)]))
     similarity, fused, vector_rank, text_rank = row[len(_HIT_COLUMNS):]
     hit = Hit(
-        content=values["content"], source=values["source"], score=float(similarity),
+        text=values["content"], source=values["source"], score=float(similarity),
         doc_id=values["doc_id"], source_kind=values["source_kind"], title=values["title"],
         heading=values["heading"], chat_name=values["chat_name"], chat_id=values["chat_id"],
         people=list(values["people"] or []), tags=list(values["tags"] or []),
@@ -368,37 +233,6 @@ def _row_to_hit(row, mode: str) -> Hit:
         # and the period summaries see an undated passage, /sources shows it as a last resort.
         hit.modified_at, hit.started_at, hit.ended_at = hit.started_at, None, None
     return hit
-
-
-def diversity_key(hit: Hit) -> tuple:
-    """What the per-document cap counts: a note, or one day (a sitting) of a chat. A question
-    about one person, whose whole history is one chat, must be able to fill the list from their
-    many sittings; one long sitting still cannot."""
-    if hit.source_kind == MESSAGES and hit.started_at is not None:
-        return hit.doc_id, hit.started_at.astimezone().date()
-    return hit.doc_id, None
-
-
-def diversify(hits: list[Hit], k: int, per_document: int = MAX_CHUNKS_PER_DOCUMENT) -> list[Hit]:
-    """The best `k` hits with at most `per_document` per note or chat day (`diversity_key`);
-    when too few others have candidates, the capped ones fill the remaining slots (after the
-    others, best first) so the list stays full. "12 hits from one note and 2 others, k=5,
-    cap 3 -> 3 + 2"; "a0 a1 a2 a3 b0, k=5, cap 2 -> a0 a1 b0 a2 a3"."""
-    kept: list[Hit] = []
-    held_back: list[Hit] = []
-    per_key: dict[tuple, int] = {}
-    for hit in hits:
-        if len(kept) == k:
-            break
-        key = diversity_key(hit)
-        if per_key.get(key, 0) >= per_document:
-            held_back.append(hit)
-            continue
-        per_key[key] = per_key.get(key, 0) + 1
-        kept.append(hit)
-    # Refills go last: the cap decides priority, so they are the first to go when the
-    # prompt runs short of room.
-    return kept + held_back[: k - len(kept)]
 
 
 # ---------------------------------------------------------------- search
@@ -475,7 +309,7 @@ def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAU
     rows, applied = _run(store, vector, request, k, mode, use_filters=True)
     fell_back, note = False, None
     if not rows and applied:
-        what = " and ".join(_describe(applied))
+        what = " and ".join(filter_names(applied))
         note = f"no passages matched the {what} filter; showing unfiltered results"
         fell_back, applied = True, {}
         rows, _ = _run(store, vector, request, k, mode, use_filters=False)
@@ -539,14 +373,9 @@ def _with_named_people(store: "Store", vector, request: SearchRequest, k: int, h
     person_request = dataclasses.replace(request, people=names) if applied else SearchRequest(
         request.query, people=names)
     person_rows, _ = _run(store, vector, person_request, k, "vector", use_filters=True)
-    by_id = {hit.chunk_id: hit for hit in hits}
-    for rank, row in enumerate(person_rows, 1):
-        hit = by_id.get(row[0])
-        if hit is None:
-            hit = by_id[row[0]] = _row_to_hit(row, "hybrid")
-            hit.fused_score, hit.vector_rank, hit.text_rank = 0.0, None, None
-        hit.fused_score = (hit.fused_score or 0.0) + NAMED_PERSON_WEIGHT / (RRF_K + rank)
-    return sorted(by_id.values(), key=lambda h: (-(h.fused_score or 0.0), h.vector_rank or 10**9, h.chunk_id))
+    fused = {hit.chunk_id: hit for hit in hits}
+    fuse_ranking(fused, [_row_to_hit(row, "hybrid") for row in person_rows], NAMED_PERSON_WEIGHT)
+    return by_fused_score(fused.values())
 
 
 # ---------------------------------------------------------------- chat context
@@ -620,11 +449,11 @@ def with_chat_context(store: "Store", hits: list[Hit], k: int) -> list[Hit]:
         context = [u for u in _context_units(hit.chunk_id, units) if u[0] == hit.chunk_id or u[0] not in shown]
         shown.update(u[0] for u in context)
         if len(context) > 1:
-            header, _, _ = hit.content.partition("\n")
+            header, _, _ = hit.text.partition("\n")
             start, end = context[0][2], context[-1][3]
             header = _SPAN.sub(f", {start.astimezone():%Y-%m-%d %H:%M} to {end.astimezone():%Y-%m-%d %H:%M}", header)
             body = [u[1].partition("\n")[2] for u in context]
-            hit.content = "\n".join([header, *body])
+            hit.text = "\n".join([header, *body])
             hit.started_at, hit.ended_at = start, end
             hit.metadata = {**hit.metadata, "context_chunk_ids": [u[0] for u in context]}
         out.append(hit)
@@ -666,37 +495,7 @@ def explain_search(store: "Store", vector, request: SearchRequest, k: int = DEFA
     return plan
 
 
-def _describe(applied: dict) -> list[str]:
-    parts = []
-    if "since" in applied or "until" in applied:
-        parts.append("date")
-    if "people" in applied:
-        parts.append("person")
-    if "source_kind" in applied:
-        parts.append("source")
-    return parts
-
-
 # ---------------------------------------------------------------- CLI
-
-
-def format_hit(rank: int, hit: Hit, lines: int = 3) -> str:
-    """A hit for the terminal: rank, score, source, date span, the first lines of text."""
-    span = ""
-    if hit.started_at is not None:
-        first, last = local_span(hit.started_at, hit.ended_at)
-        start, end = f"{first:%Y-%m-%d %H:%M}", f"{last:%Y-%m-%d %H:%M}"
-        span = f"  {start}" + (f" .. {end}" if end != start else "")
-    # Other people's text (chat names, messages) reaches the terminal: no escape sequences.
-    text = [line for line in settings.terminal_safe(hit.content).splitlines() if line.strip()][:lines]
-    body = "\n".join(f"    {line[:200]}" for line in text)
-    return f"{rank:2d}. {hit.score:.3f}  {settings.terminal_safe(hit.source)}{span}\n{body}"
-
-
-def _result_json(result: SearchResult) -> list[dict]:
-    # The array the issue asks for; each hit carries the filters that produced it.
-    return [{**hit.to_json(), "filters": result.filters_applied, "fell_back": result.fell_back}
-            for hit in result.hits]
 
 
 def _print_window(store: "Store", embedder: "Embedder", request: SearchRequest, as_json: bool) -> None:
@@ -704,8 +503,7 @@ def _print_window(store: "Store", embedder: "Embedder", request: SearchRequest, 
     hits = window_passages(store, request, embedder.embed_query(request.query))
     if as_json:
         _, applied = _filter_sql(request, {})
-        print(json.dumps([{**hit.to_json(), "filters": applied, "fell_back": False} for hit in hits],
-                         ensure_ascii=False), flush=True)
+        print(json.dumps(hits_json(hits, applied), ensure_ascii=False), flush=True)
         return
     print(f"{len(hits)} passage{'' if len(hits) == 1 else 's'} in the window, oldest first")
     for number, hit in enumerate(hits, 1):
@@ -785,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
                 if result.note:
                     print(f"note: {result.note}", file=sys.stderr)
                 if args.json or args.query == "-":
-                    print(json.dumps(_result_json(result), ensure_ascii=False), flush=True)
+                    print(json.dumps(result_json(result), ensure_ascii=False), flush=True)
                     continue
                 if result.filters_applied:
                     shown = ", ".join(f"{key}={value}" for key, value in result.filters_applied.items())

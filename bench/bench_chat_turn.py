@@ -64,7 +64,7 @@ def make_hits(count: int = 10, first: int = 0, repeat: int = 1):
                 f"Kyoto trip, day {i}: temples in the morning, the Survival Ball notes in the evening. "
                 "Ação, coração, informação.")
         text = "\n".join([text] * repeat)
-        hits.append(Hit(content=text, source=f"<obsidian>:Trips/Kyoto-{i}" if i % 2 == 0 else "<whatsapp>:Maria",
+        hits.append(Hit(text=text, source=f"<obsidian>:Trips/Kyoto-{i}" if i % 2 == 0 else "<whatsapp>:Maria",
                         score=0.9 - i / 50, doc_id=f"d{i}", source_kind="notes" if i % 2 == 0 else "messages",
                         people=["Maria"], started_at=when, ended_at=when))
     return hits

@@ -231,10 +231,11 @@ def rules_of_main_957c8e6():
     sitting, the exporter is only "Me", at most 3 passages per chat (not per chat day), no
     name signal, no neighbouring units."""
     import retrieve_related_content_from_db as retrieval
+    import search_results
     import whatsapp_to_embeddings as wa
 
     rules = {(wa, "CHAT_UNIT_MESSAGES"): None, (wa, "owner_name"): lambda chat: None,
-             (retrieval, "diversity_key"): lambda hit: (hit.doc_id, None),
+             (search_results, "diversity_key"): lambda hit: (hit.doc_id, None),
              (retrieval, "_with_named_people"): lambda store, vector, request, k, hits, applied: hits,
              (retrieval, "CONTEXT_UNITS"): 0}
     saved = {key: getattr(*key) for key in rules}

@@ -114,7 +114,7 @@ def month_passages(days: int, seed: int):
     chat = busy_month(days, seed)
     name, count, budget = passage_tokenizer()
     chunks = chat_chunks(chat, count, budget)
-    hits = [Hit(content=c.text, source=c.source, score=0.0, doc_id=c.doc_id, source_kind=c.source_kind,
+    hits = [Hit(text=c.text, source=c.source, score=0.0, doc_id=c.doc_id, source_kind=c.source_kind,
                 chat_name=c.chat_name, people=list(c.people), started_at=c.started_at, ended_at=c.ended_at)
             for c in chunks]
     return hits, {"messages": len(chat.messages), "chunked_with": name, "passage_budget_tokens": budget}

@@ -64,7 +64,7 @@ class FakeLLM:
 def make_hit(content: str, source: str = "<obsidian>:Notes/Kyoto", score: float = 0.8,
              when: datetime | None = datetime(2021, 6, 12, 10, tzinfo=timezone.utc),
              people=(), source_kind: str = "notes") -> Hit:
-    return Hit(content=content, source=source, score=score, doc_id=source, source_kind=source_kind,
+    return Hit(text=content, source=source, score=score, doc_id=source, source_kind=source_kind,
                people=list(people), started_at=when, ended_at=when)
 
 

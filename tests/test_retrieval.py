@@ -417,7 +417,7 @@ def test_a_chat_hit_is_read_with_its_neighbours_in_the_same_sitting(db, monkeypa
 
 def test_diversify_keeps_rank_order_when_refilling():
     def hit(doc, n):
-        return retrieval.Hit(content=f"{doc}{n}", source=doc, score=0.0, doc_id=doc, source_kind=NOTES)
+        return retrieval.Hit(text=f"{doc}{n}", source=doc, score=0.0, doc_id=doc, source_kind=NOTES)
 
     hits = [hit("a", i) for i in range(5)] + [hit("b", 0)] + [hit("a", 5)]
     assert [h.content for h in retrieval.diversify(hits, 5, per_document=2)] == ["a0", "a1", "b0", "a2", "a3"]
@@ -470,7 +470,7 @@ def test_parse_date_accepts_year_month_day_and_ends_them():
 
 def test_hit_to_json_is_json_safe():
     when = datetime(2021, 6, 26, 10, 15, tzinfo=UTC)
-    hit = retrieval.Hit(content="x", source="s", score=0.5, doc_id="d", source_kind=MESSAGES, people=["Ana"],
+    hit = retrieval.Hit(text="x", source="s", score=0.5, doc_id="d", source_kind=MESSAGES, people=["Ana"],
                         started_at=when, ended_at=when, metadata={"ids": [1]})
     data = json.loads(json.dumps(hit.to_json()))
     assert data["started_at"] == "2021-06-26T10:15:00+00:00"
