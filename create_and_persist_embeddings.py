@@ -13,37 +13,27 @@ left off the command line keep their chunks (only --prune SOURCE or --rebuild re
 transaction at the end: until then searches use the old index, and a failed or killed rebuild
 leaves it whole (the next run drops the leftovers).
 
-Streaming: parsing and chunking run in the main thread, embedding in one worker thread (torch
-releases the GIL) and writing in another, joined by bounded queues, so memory stays flat
-whatever the size of the export and the embedding model sets the pace. All writes of a
-document (its new chunks by binary COPY, its stale chunks' deletion, its `documents` row, the
-"done" marker) commit in one transaction, so a kill at any moment followed by a re-run ends in
-the same index as an uninterrupted run, and a chat running meanwhile sees each document old or
-new, never half.
+Streaming, and why a kill at any moment leaves a whole index: see ingest_pipeline.py.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import queue
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import settings
-from chunking import Chunk, Document, SourceUnreadable, json_fields, local_span
+from chunking import Chunk, Document, json_fields, local_span
+from ingest_pipeline import SOURCE_FLAGS, SOURCE_SETTINGS, SOURCES, Pipeline, Progress, Stopped, Summary, looks_lost
 
 if TYPE_CHECKING:  # heavy modules load only when a run needs them
     from embedding_generator_multilingual import Embedder
-    from store import ForgetList, Store
+    from store import Store
 
-SOURCES = ("obsidian", "whatsapp")
-SOURCE_SETTINGS = {"obsidian": "OBSIDIAN_VAULT_PATH", "whatsapp": "WHATSAPP_WORKING_PATH"}
-SOURCE_FLAGS = {"obsidian": "--obsidian", "whatsapp": "--whatsapp"}
 # Chunks handed to the model in one call: the model sorts them by length, so a larger group
 # wastes less on padding; also the largest piece of one document in flight.
 DEFAULT_EMBED_GROUP = 128
@@ -59,119 +49,9 @@ NOTHING_CONFIGURED = (
     "nothing to index: set OBSIDIAN_VAULT_PATH and/or WHATSAPP_WORKING_PATH (environment or .env, "
     "see .env.example), or pass --obsidian PATH / --whatsapp PATH"
 )
-_POLL_SECONDS = 0.1
 # In the data folder: what the WhatsApp exports held at the last complete read, so unchanged
 # exports are not parsed again (whatsapp_to_embeddings.iter_documents).
 WHATSAPP_CACHE_FOLDER = "cache"
-
-
-# ---------------------------------------------------------------- results and progress
-
-
-@dataclass
-class Summary:
-    """What one run did; `--json` prints it as one object."""
-
-    # Every document of the given sources is one of new, changed, unchanged, kept or skipped.
-    documents: int = 0  # documents the given sources yielded (and those of files unreadable now)
-    documents_new: int = 0  # indexed for the first time
-    documents_changed: int = 0  # re-indexed because edited
-    documents_unchanged: int = 0
-    documents_deleted: int = 0  # vanished from a given source, or pruned
-    documents_kept: int = 0  # their file could not be read this run: stored chunks left as they were
-    documents_skipped: int = 0  # not indexed: unreadable and never stored, a repeated id, or the
-    # readable part of a chat whose other file is unreadable now (its stored copy is kept)
-    documents_missing: int = 0  # gone from a source that suddenly looks empty: kept, with a warning
-    chunks_total: int = 0  # chunks in the index after the run
-    chunks_embedded: int = 0
-    chunks_reused: int = 0  # written with the stored vector of the same text (a moved note)
-    chunks_forgotten: int = 0  # kept out by the forget list (--forget)
-    chunks_deleted: int = 0
-    seconds: float = 0.0
-    chunks_per_second: float = 0.0
-    sources: list[str] = field(default_factory=list)
-    pruned: list[str] = field(default_factory=list)
-    rebuilt: bool = False
-    vector_index_rebuilt: bool = False
-    embed_seconds: float = 0.0  # inside the model: the rest of `seconds` is what it did not hide
-    index_seconds: float = 0.0  # HNSW build / ANALYZE at the end
-
-    def line(self) -> str:
-        """The one-line summary printed at the end of a run."""
-        return (
-            f"{self.documents} documents ({self.documents_new} new, {self.documents_changed} changed, "
-            f"{self.documents_unchanged} unchanged"
-            + (f", {self.documents_kept} kept as stored (unreadable now)" if self.documents_kept else "")
-            + (f", {self.documents_skipped} skipped" if self.documents_skipped else "")
-            + f"; {self.documents_deleted} removed"
-            + (f", {self.documents_missing} missing but kept" if self.documents_missing else "")
-            + "); "
-            f"{self.chunks_embedded} chunks embedded, "
-            + (f"{self.chunks_reused} reused, " if self.chunks_reused else "")
-            + f"{self.chunks_deleted} deleted, "
-            f"{self.chunks_total} in the index; {self.seconds:.1f} s"
-            + (f" ({self.chunks_per_second:.1f} chunks/s)" if self.chunks_embedded else "")
-        )
-
-
-class Progress:
-    """tqdm bars per source (documents parsed, chunks embedded) on stderr; silent when disabled.
-
-    Called from the three pipeline threads; tqdm serialises the drawing.
-    """
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self._bars: dict[tuple[str, str], object] = {}
-        self._lock = threading.Lock()
-
-    def _bar(self, source: str, kind: str):
-        key = (source, kind)
-        if key not in self._bars and self.enabled:
-            from tqdm import tqdm
-
-            label = f"{source} documents" if kind == "docs" else f"{source} chunks embedded"
-            self._bars[key] = tqdm(
-                desc=label, unit="doc" if kind == "docs" else "chunk", total=None if kind == "docs" else 0,
-                position=len(self._bars), file=sys.stderr, dynamic_ncols=True, leave=True,
-            )
-        return self._bars.get(key)
-
-    def parsed(self, source: str) -> None:
-        with self._lock:
-            bar = self._bar(source, "docs")
-            if bar is not None:
-                bar.update(1)
-
-    def queued(self, source: str, count: int) -> None:
-        """`count` more chunks will be embedded: the chunks bar's total grows (its ETA follows)."""
-        if not count:
-            return
-        with self._lock:
-            bar = self._bar(source, "chunks")
-            if bar is not None:
-                bar.total += count
-                bar.refresh()
-
-    def embedded(self, source: str, count: int) -> None:
-        with self._lock:
-            bar = self._bar(source, "chunks")
-            if bar is not None:
-                bar.update(count)
-
-    def warn(self, message: str) -> None:
-        """A warning that does not tear the bars."""
-        if self._bars:
-            from tqdm import tqdm
-
-            tqdm.write(f"warning: {message}", file=sys.stderr)
-        else:
-            settings.warn(message)
-
-    def close(self) -> None:
-        for bar in self._bars.values():
-            bar.close()
-        self._bars.clear()
 
 
 def note(message: str) -> None:
@@ -257,319 +137,6 @@ def finish_index(store: "Store", sources: Iterable[str] = (), prune: Iterable[st
     store.finish_rebuild()
 
 
-# ---------------------------------------------------------------- the pipeline
-
-
-@dataclass
-class _Item:
-    """One unit through the queues: a piece of one document's new chunks, or deletions."""
-
-    source: str
-    doc_id: str = ""
-    chunks: list[Chunk] = field(default_factory=list)
-    document: Document | None = None  # set on the piece that completes the document
-    chunk_count: int = 0
-    stale: set[str] = field(default_factory=set)
-    vanished: list[str] = field(default_factory=list)  # doc ids to delete
-    reused: list[tuple[Chunk, object]] = field(default_factory=list)  # new chunks with a stored vector
-    forgotten: list[tuple[str, str]] = field(default_factory=list)  # (rule, text hash) kept out
-
-
-_DONE = object()
-
-
-class _Stopped(Exception):
-    """Another pipeline thread failed; this one stops quietly."""
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> None:
-    while True:
-        if stop.is_set():
-            raise _Stopped
-        try:
-            q.put(item, timeout=_POLL_SECONDS)
-            return
-        except queue.Full:
-            continue
-
-
-def _get(q: queue.Queue, stop: threading.Event):
-    while True:
-        if stop.is_set():
-            raise _Stopped
-        try:
-            return q.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            continue
-
-
-def unique_chunks(chunks: Iterable[Chunk]) -> list[Chunk]:
-    """Chunks with a repeated content hash dropped (same text twice in one document, e.g. two
-    identical short messages): the index holds each (document, text) once."""
-    seen: set[str] = set()
-    kept = []
-    for chunk in chunks:
-        digest = chunk.content_hash
-        if digest not in seen:
-            seen.add(digest)
-            kept.append(chunk)
-    return kept
-
-
-class _Pipeline:
-    """Main thread: parse and diff. Embed thread: vectors. Write thread: COPY and commit."""
-
-    def __init__(self, store: "Store", embedder, progress: Progress, summary: Summary,
-                 embed_group: int, queue_items: int, commit_chunks: int, commit_seconds: float):
-        self.store = store
-        self.embedder = embedder
-        self.progress = progress
-        self.summary = summary
-        self.embed_group = max(1, embed_group)
-        self.commit_chunks = commit_chunks
-        self.commit_seconds = commit_seconds
-        self.to_embed: queue.Queue = queue.Queue(maxsize=queue_items)
-        self.to_write: queue.Queue = queue.Queue(maxsize=queue_items)
-        self.stop = threading.Event()
-        self.allow_mass_deletion: set[str] = set()  # sources whose vanished documents go however many
-        from store import ForgetList
-
-        self.forget_list = ForgetList()  # what --forget keeps out, read when the run starts
-        self.errors: list[BaseException] = []
-        self.threads = [
-            threading.Thread(target=self._guard, args=(self._embed_loop,), name="embed", daemon=True),
-            threading.Thread(target=self._guard, args=(self._write_loop,), name="write", daemon=True),
-        ]
-
-    # -- threads
-
-    def _guard(self, loop: Callable[[], None]) -> None:
-        try:
-            loop()
-        except _Stopped:
-            pass
-        except BaseException as err:  # re-raised in the main thread by finish()
-            self.errors.append(err)
-            self.stop.set()
-
-    def _embed_loop(self) -> None:
-        done = False
-        while not done:
-            first = _get(self.to_embed, self.stop)
-            if first is _DONE:
-                break
-            group, size = [first], len(first.chunks)
-            # Take whatever else is already waiting, up to one group: full batches when the
-            # parser is ahead, no waiting when it is behind.
-            while size < self.embed_group:
-                try:
-                    nxt = self.to_embed.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _DONE:
-                    done = True
-                    break
-                group.append(nxt)
-                size += len(nxt.chunks)
-            texts = [chunk.text for item in group for chunk in item.chunks]
-            began = time.perf_counter()
-            vectors = self.embedder.embed_passages(texts) if texts else None
-            self.summary.embed_seconds += time.perf_counter() - began
-            start = 0
-            for item in group:
-                count = len(item.chunks)
-                _put(self.to_write, (item, vectors[start:start + count] if count else None), self.stop)
-                start += count
-                self.progress.embedded(item.source, count)
-        _put(self.to_write, _DONE, self.stop)
-
-    def _write_loop(self) -> None:
-        store, summary = self.store, self.summary
-        pending_chunks, opened_at = 0, None
-        try:
-            while True:
-                entry = _get(self.to_write, self.stop)
-                if entry is _DONE:
-                    store.conn.commit()
-                    return
-                item, vectors = entry
-                if opened_at is None:
-                    opened_at = time.monotonic()
-                if item.vanished:
-                    summary.chunks_deleted += store.delete_documents(item.vanished)
-                    summary.documents_deleted += len(item.vanished)
-                if item.chunks or item.reused:  # one COPY: embedded and reused vectors alike
-                    rows = item.chunks + [chunk for chunk, _ in item.reused]
-                    store.copy_chunks(rows, [*(vectors if item.chunks else ()), *(v for _, v in item.reused)])
-                    summary.chunks_embedded += len(item.chunks)
-                    summary.chunks_reused += len(item.reused)
-                    pending_chunks += len(rows)
-                if item.document is not None:
-                    doc = item.document
-                    for rule in {rule for rule, _ in item.forgotten}:
-                        store.record_forgotten(rule, [(text_hash, doc.doc_id) for r, text_hash in item.forgotten
-                                                      if r == rule])
-                    summary.chunks_deleted += store.delete_chunks(doc.doc_id, item.stale)
-                    store.record_document(doc.doc_id, doc.source_kind, doc.fingerprint, item.chunk_count, doc.paths)
-                    pending_chunks += 1
-                    # Commit only at a document boundary: the documents row is the "done" marker.
-                    if pending_chunks >= self.commit_chunks or time.monotonic() - opened_at >= self.commit_seconds:
-                        store.conn.commit()
-                        pending_chunks, opened_at = 0, None
-                elif item.vanished:
-                    store.conn.commit()
-                    pending_chunks, opened_at = 0, None
-        except BaseException:
-            # Uncommitted work is whole documents at most (plus a part of one): dropping it
-            # leaves the index as the last commit left it.
-            store.conn.rollback()
-            raise
-
-    # -- main thread
-
-    def start(self) -> None:
-        for thread in self.threads:
-            thread.start()
-
-    def feed_source(self, name: str, documents: Iterable[Document], reader: "Store") -> None:
-        """Parse one source, queue its changed documents, then queue the deletion of vanished ones."""
-        prefix = f"{name}:"
-        stored = reader.stored_documents(prefix)  # doc_id -> (fingerprint, recorded paths)
-        unreadable: set[str] = set()  # files that exist but could not be read this run
-        kept_files: set[str] = set()  # every file of the stored documents built from those files
-        seen: set[str] = set()
-        summary = self.summary
-
-        def from_unreadable_file(doc_id: str) -> bool:
-            return any(path in unreadable for path in stored[doc_id][1])
-
-        def shares_a_file_with_a_kept_document(document: Document) -> bool:
-            # A chat merged from a readable and an unreadable file is kept whole; the readable
-            # file's messages alone must not come back as a second copy under another id.
-            return any(path in kept_files for path in document.paths)
-
-        def count(kind: str) -> None:
-            summary.documents += 1
-            setattr(summary, f"documents_{kind}", getattr(summary, f"documents_{kind}") + 1)
-
-        for document in documents:
-            self.progress.parsed(name)
-            if document.unreadable:
-                if document.doc_id:
-                    seen.add(document.doc_id)
-                    count("kept" if document.doc_id in stored else "skipped")
-                elif document.paths:
-                    unreadable.update(document.paths)
-                    kept_files = {path for doc_id, (_, paths) in stored.items() if from_unreadable_file(doc_id)
-                                  for path in paths}
-                continue
-            doc_id = document.doc_id
-            where = ", ".join(document.paths) or "?"
-            if not doc_id.startswith(prefix):
-                self.progress.warn(f"document {doc_id!r} from {where} is not a {name} document; skipped")
-                count("skipped")
-                continue
-            if doc_id in seen:
-                self.progress.warn(f"document {doc_id} ({where}) appears twice in this run; kept the first")
-                count("skipped")
-                continue
-            seen.add(doc_id)
-            if doc_id in stored and stored[doc_id][0] == document.fingerprint:
-                count("unchanged")
-                continue
-            if doc_id in stored and from_unreadable_file(doc_id):
-                count("kept")
-                continue
-            if shares_a_file_with_a_kept_document(document):
-                count("skipped")
-                continue
-            try:
-                chunks = unique_chunks(document.make_chunks())
-            except SourceUnreadable:
-                count("kept" if doc_id in stored else "skipped")
-                continue
-            count("changed" if doc_id in stored else "new")
-            forgotten: list[tuple[str, str]] = []
-            if self.forget_list:
-                chunks, forgotten = keep_out_forgotten(chunks, self.forget_list)
-                summary.chunks_forgotten += len(forgotten)
-            old = reader.stored_hashes(doc_id)
-            fresh = [chunk for chunk in chunks if chunk.content_hash not in old]
-            stale = old - {chunk.content_hash for chunk in chunks}
-            fresh, reused = split_known_vectors(fresh, reader)
-            self.progress.queued(name, len(fresh))
-            pieces = [fresh[i:i + self.embed_group] for i in range(0, len(fresh), self.embed_group)] or [[]]
-            for piece in pieces[:-1]:
-                _put(self.to_embed, _Item(name, doc_id, piece), self.stop)
-            _put(self.to_embed, _Item(name, doc_id, pieces[-1], document, len(chunks), stale, reused=reused,
-                                      forgotten=forgotten), self.stop)
-        # The source was read to its end: whatever it no longer yields is gone from it.
-        vanished = sorted(doc_id for doc_id in set(stored) - seen if not from_unreadable_file(doc_id))
-        kept_unseen = len(set(stored) - seen) - len(vanished)  # stored from a file unreadable now
-        summary.documents_kept += kept_unseen
-        summary.documents += kept_unseen
-        if vanished and name not in self.allow_mass_deletion and looks_lost(len(stored), len(seen), len(vanished)):
-            # An unsynced cloud folder or an unmounted drive looks like this: report, never delete.
-            self.summary.documents_missing += len(vanished)
-            self.progress.warn(
-                f"{name}: {len(vanished)} of the {len(stored)} documents stored from it are missing this run"
-                + (" (it yielded no documents at all)" if not seen else "")
-                + f"; kept them. If they were really removed, re-run with --prune {name} "
-                f"beside {SOURCE_FLAGS[name]} PATH to remove them"
-            )
-            vanished = []
-        if vanished:
-            _put(self.to_embed, _Item(name, vanished=vanished), self.stop)
-
-    def finish(self, failed: bool) -> None:
-        """Drain and join the threads; re-raise the first worker error."""
-        if failed:
-            self.stop.set()
-        else:
-            try:
-                _put(self.to_embed, _DONE, self.stop)
-            except _Stopped:
-                pass
-        for thread in self.threads:
-            while thread.is_alive():
-                thread.join(timeout=_POLL_SECONDS)
-        if self.errors and not failed:
-            raise self.errors[0]
-
-
-def keep_out_forgotten(chunks: list[Chunk], forget_list: "ForgetList") -> tuple[list[Chunk], list[tuple[str, str]]]:
-    """(chunks to index, [(rule, text hash)] of those the forget list keeps out)."""
-    kept, forgotten = [], []
-    for chunk in chunks:
-        rule = forget_list.rule_for(chunk)
-        if rule is None:
-            kept.append(chunk)
-        else:
-            forgotten.append((rule, chunk.text_hash))
-    return kept, forgotten
-
-
-def split_known_vectors(chunks: list[Chunk], reader: "Store") -> tuple[list[Chunk], list[tuple[Chunk, object]]]:
-    """(chunks to embed, [(chunk, stored vector)]): a text already stored anywhere in the index
-    (a note moved to another folder, a passage whose tags changed) takes its stored vector."""
-    known = reader.vectors_by_text(chunk.text_hash for chunk in chunks) if chunks else {}
-    if not known:
-        return chunks, []
-    to_embed = [chunk for chunk in chunks if chunk.text_hash not in known]
-    return to_embed, [(chunk, known[chunk.text_hash]) for chunk in chunks if chunk.text_hash in known]
-
-
-def looks_lost(stored: int, yielded: int, vanished: int) -> bool:
-    """True when a source's vanished documents look like a mistake, not deletions: it yielded
-    nothing, or more than half of what was stored went at once. One vanished note is a deletion.
-
-    `looks_lost(51, 0, 51)`, `looks_lost(10, 4, 6)` are True; `looks_lost(2, 1, 1)` is False.
-    """
-    if vanished == 0:
-        return False
-    return yielded == 0 or (vanished > 1 and vanished * 2 > stored)
-
-
 def prune_sources(store: "Store", names: Iterable[str]) -> tuple[int, int]:
     """Delete every document and chunk of the named sources; returns (documents, chunks)."""
     documents = chunks = 0
@@ -610,7 +177,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     if bulk:
         store.drop_vector_index()
 
-    pipeline = _Pipeline(store, embedder, progress, summary, embed_group, queue_items, commit_chunks, commit_seconds)
+    pipeline = Pipeline(store, embedder, progress, summary, embed_group, queue_items, commit_chunks, commit_seconds)
     pipeline.allow_mass_deletion = set(summary.pruned) & set(sources)
     pipeline.forget_list = store.forget_list()
     reader = Store(store.url, store.search_path)  # a rebuild's reads see the new tables
@@ -621,7 +188,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
         for name, documents in sources.items():
             pipeline.feed_source(name, documents, reader)
         failed = False
-    except _Stopped:
+    except Stopped:
         failed = False  # a worker failed: finish() re-raises its error
     finally:
         pipeline.finish(failed)

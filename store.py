@@ -1,17 +1,12 @@
-"""The database: embedded or external PostgreSQL + pgvector, the schema, and bulk writes.
+"""The index in PostgreSQL + pgvector: the schema, bulk writes, the forget list, and every
+statement ingestion runs (the search module runs its own reads).
 
-`DATABASE_URL` unset starts (or joins) a private PostgreSQL 16 from the `pgserver` package under
-`PERSONAL_LLM_DATA_DIR/pg`, reachable only through a Unix socket in an owner-only folder.
+Where the server is comes from embedded_server.py; what goes into a row, from store_values.py.
 Every value goes in as a parameter; identifiers come from this file only.
 """
 from __future__ import annotations
 
-import json
-import os
-import re
-import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -20,6 +15,10 @@ import numpy as np
 
 import settings
 from chunking import MTIME_ORIGIN, Chunk, fold_text  # fold_text: retrieval imports it from here too
+# embedded_database_exists: main.py asks it here, beside database_url.
+from embedded_server import database_url, embedded_database_exists, redact_url
+from store_values import (CHUNK_COLUMNS, CHUNK_COPY_TYPES, ForgetList, IndexInfo, chunk_row, no_nul,
+                          refuse_another_model)
 
 SCHEMA_VERSION = "1"
 # Advisory lock keys (arbitrary constants owned by this project).
@@ -31,104 +30,9 @@ REBUILD_SCHEMA = "personal_llm_rebuild"
 # The tables a rebuild replaces (anything else, e.g. the forget list, stays as it is).
 INDEX_TABLES = ("chunks", "documents", "index_meta")
 
-CHUNK_COLUMNS = (
-    "doc_id", "source_kind", "source", "content_hash", "text_hash", "content", "title", "heading",
-    "chat_name", "chat_id", "people", "people_folded", "people_words", "tags", "started_at", "ended_at",
-    "date_origin", "metadata", "search_text", "embedding",
-)
-CHUNK_COPY_TYPES = (
-    "text", "text", "text", "text", "text", "text", "text", "text",
-    "text", "text", "text[]", "text[]", "text[]", "text[]", "timestamptz", "timestamptz",
-    "text", "jsonb", "text", "vector",
-)
 # Date filters skip dates from a file's modification time (chunking.MTIME_ORIGIN). Written out
 # in the filter SQL and in the partial indexes alike, so the planner can match the two.
 REAL_DATE = f"date_origin IS DISTINCT FROM '{MTIME_ORIGIN}'"
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-# ---------------------------------------------------------------- embedded server
-
-_embedded_servers: dict[Path, object] = {}
-
-
-def _forget_dead_holders(pgdata: Path) -> None:
-    """Drop pids of killed processes from pgserver's holder list, so the last live holder
-    still stops the server on exit (a SIGKILLed holder otherwise pins it forever)."""
-    holders = pgdata / ".handle_pids.json"
-    try:
-        pids = json.loads(holders.read_text())
-    except (OSError, ValueError):
-        return
-    import psutil
-
-    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
-    if alive != pids:
-        holders.write_text(json.dumps(alive))
-
-
-def _make_socket_dir_private(server, pgdata: Path) -> None:
-    """pgserver falls back to a world-writable socket folder when the data path is too long
-    for a Unix socket; with trust authentication that would let any local user in."""
-    socket_dir = server.get_postmaster_info().socket_dir
-    if socket_dir is None or Path(socket_dir).resolve() == pgdata:
-        return
-    socket_dir = Path(socket_dir)
-    if os.geteuid() == 0:
-        stat = pgdata.stat()  # pgserver runs postgres as the data dir's owner
-        os.chown(socket_dir, stat.st_uid, stat.st_gid)
-    socket_dir.chmod(0o700)
-
-
-def embedded_database_exists(data_dir: Path) -> bool:
-    """Whether the embedded server's database was ever created in `data_dir` (without starting it)."""
-    return (data_dir / "pg" / "PG_VERSION").is_file()
-
-
-def embedded_database_url(data_dir: Path) -> str:
-    """Start or join the embedded server for `data_dir` and return its socket URL."""
-    pgdata = data_dir / "pg"
-    if pgdata in _embedded_servers:
-        return _embedded_servers[pgdata].get_uri()
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        probe = data_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise settings.UserError(
-            f"data folder {data_dir} is not writable ({err.strerror}); "
-            "fix its permissions or set PERSONAL_LLM_DATA_DIR to a writable folder"
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs' XDG_RUNTIME_DIR notice, not ours to show
-        import pgserver  # missing: the wrong Python runs us, which run_cli says (not "did not start")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _forget_dead_holders(pgdata)
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        _make_socket_dir_private(server, pgdata)
-    except Exception as err:  # pgserver raises plain RuntimeError/CalledProcessError
-        log = pgdata / "log"
-        raise settings.UserError(
-            f"the embedded PostgreSQL in {pgdata} did not start ({err.__class__.__name__}: {err}); "
-            f"see {log}, or set DATABASE_URL to an external server"
-        )
-    _embedded_servers[pgdata] = server
-    return server.get_uri()
-
-
-def database_url(url: str | None = None, data_dir: str | Path | None = None) -> str:
-    """The URL to use: flag/DATABASE_URL, else the embedded server's."""
-    url = settings.get("DATABASE_URL", url)
-    if url:
-        return url
-    return embedded_database_url(settings.data_dir(data_dir))
 
 
 # ---------------------------------------------------------------- the store
@@ -136,15 +40,6 @@ def database_url(url: str | None = None, data_dir: str | Path | None = None) -> 
 # `to_regclass` of a name in the first schema of the search path only (a rebuild's tables,
 # not the live ones behind them); one parameter: the relation's name.
 _HERE = "to_regclass(format('%%I.%%I', current_schema(), %s::text))"
-
-
-@dataclass
-class IndexInfo:
-    """What the meta table says about the index."""
-
-    model: str
-    dimension: int
-    schema_version: str
 
 
 class Store:
@@ -248,7 +143,7 @@ class Store:
                     self._create_tables(cur, dimension)
                     rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
                     if "embedding_model" in rows:
-                        _refuse_another_model(rows, model_name, dimension, model_folder)
+                        refuse_another_model(rows, model_name, dimension, model_folder)
                         if model_folder and "embedding_model_folder" not in rows:
                             # An index from before folders were recorded: record it now.
                             cur.execute("INSERT INTO index_meta (key, value) VALUES ('embedding_model_folder', %s)",
@@ -273,7 +168,7 @@ class Store:
                 rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
         self.conn.commit()
         if "embedding_model" in rows:
-            _refuse_another_model(rows, model_name, dimension, model_folder)
+            refuse_another_model(rows, model_name, dimension, model_folder)
 
     @staticmethod
     def _create_tables(cur, dimension: int) -> None:
@@ -536,7 +431,7 @@ class Store:
                ON CONFLICT (doc_id) DO UPDATE SET source_kind = EXCLUDED.source_kind,
                  fingerprint = EXCLUDED.fingerprint, chunk_count = EXCLUDED.chunk_count,
                  paths = EXCLUDED.paths, indexed_at = now()""",
-            (doc_id, source_kind, fingerprint, chunk_count, [_no_nul(p) for p in paths]),
+            (doc_id, source_kind, fingerprint, chunk_count, [no_nul(p) for p in paths]),
         )
 
     def delete_documents(self, doc_ids: Iterable[str]) -> int:
@@ -690,90 +585,6 @@ def _migrate_chunk_filters(cur) -> None:
     schema = cur.execute("SELECT current_schema()").fetchone()[0]
     for name in ("chunks_time", "chunks_people"):
         cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, name)))
-
-
-def name_words(names: Iterable[str]) -> list[str]:
-    """The distinct folded words of people's names, what the person filter's index holds:
-    `name_words(["Maria Silva", "José"]) == ["jose", "maria", "silva"]`."""
-    return sorted({word for name in names for word in fold_text(_no_nul(name) or "").split()})
-
-
-@dataclass(frozen=True)
-class ForgetList:
-    """What --forget keeps out of the index: sources starting with a prefix, and texts forgotten
-    under one (text hash -> its rule)."""
-
-    prefixes: tuple[str, ...] = ()
-    texts: dict = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.prefixes)
-
-    def rule_for(self, chunk: Chunk) -> str | None:
-        """The rule that keeps `chunk` out, or None."""
-        for prefix in self.prefixes:
-            if chunk.source.startswith(prefix):
-                return prefix
-        return self.texts.get(chunk.text_hash)
-
-
-def _refuse_another_model(meta: dict, model_name: str, dimension: int, model_folder: str | None) -> None:
-    """Raise the rebuild message unless the index's meta rows name this model and dimension."""
-    built_with = (meta["embedding_model"], int(meta["embedding_dimension"]))
-    if built_with[1] != dimension or not same_model(
-            built_with[0], meta.get("embedding_model_folder"), model_name, model_folder):
-        raise settings.UserError(
-            f"the index was built with {built_with[0]} ({built_with[1]} dims); "
-            f"EMBEDDING_MODEL is {model_name} ({dimension}). Rebuild the index with "
-            f"{settings.ingest_hint('--rebuild')}, or set EMBEDDING_MODEL back."
-        )
-
-
-def same_model(stored_name: str, stored_folder: str | None, name: str, folder: str | None) -> bool:
-    """True when two model spellings are one model: equal names, or the same resolved folder.
-
-    `same_model("models/e5/", None, "./models/e5", None)` is True where that folder exists.
-    """
-    if stored_name == name:
-        return True
-    theirs = Path(stored_folder).resolve() if stored_folder else settings.local_model_folder(stored_name)
-    mine = Path(folder).resolve() if folder else settings.local_model_folder(name)
-    return theirs is not None and theirs == mine
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # Naive times (WhatsApp .txt exports) are local wall-clock on the user's machine.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.astimezone()
-
-
-def chunk_row(chunk: Chunk, vector: np.ndarray) -> list:
-    """The COPY row for one chunk, in CHUNK_COLUMNS order."""
-    from psycopg.types.json import Jsonb
-
-    search_text = fold_text(" ".join(filter(None, [chunk.text, chunk.chat_name, *chunk.people])))
-    # Both ends of a dated span are stored, so each date bound is a plain column comparison.
-    started, ended = _aware(chunk.started_at or chunk.ended_at), _aware(chunk.ended_at or chunk.started_at)
-    origin = chunk.metadata.get("date_origin")
-    return [
-        chunk.doc_id, chunk.source_kind, chunk.source, chunk.content_hash, chunk.text_hash, _no_nul(chunk.text),
-        _no_nul(chunk.title), _no_nul(chunk.heading), _no_nul(chunk.chat_name), _no_nul(chunk.chat_id),
-        [_no_nul(p) for p in chunk.people], [fold_text(_no_nul(p)) for p in chunk.people],
-        name_words(chunk.people), [_no_nul(t) for t in chunk.tags], started, ended,
-        origin if isinstance(origin, str) else None,
-        Jsonb(_json_safe(chunk.metadata)), _no_nul(search_text), np.asarray(vector, dtype=np.float32),
-    ]
-
-
-def _json_safe(metadata: dict) -> dict:
-    # jsonb rejects \u0000 and non-JSON values (datetimes become ISO strings).
-    return json.loads(json.dumps(metadata, default=str, ensure_ascii=False).replace("\\u0000", ""))
-
-
-def _no_nul(text: str | None) -> str | None:
-    # PostgreSQL text cannot hold NUL characters.
-    return text.replace("\x00", "") if text else text
 
 
 def is_database_error(err: BaseException) -> bool:

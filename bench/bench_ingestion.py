@@ -100,6 +100,7 @@ def copy_vs_insert(url: str, embedder, paths: dict[str, Path]) -> dict:
     import numpy as np
 
     import store
+    import store_values
     from corpus import iter_sources
 
     chunks = []
@@ -120,13 +121,13 @@ def copy_vs_insert(url: str, embedder, paths: dict[str, Path]) -> dict:
         db.conn.commit()
 
         rows = min(INSERT_ROWS, len(chunks))
-        columns = ", ".join(store.CHUNK_COLUMNS)
-        placeholders = ", ".join(["%s"] * (len(store.CHUNK_COLUMNS) - 1) + ["%s::vector"])
+        columns = ", ".join(store_values.CHUNK_COLUMNS)
+        placeholders = ", ".join(["%s"] * (len(store_values.CHUNK_COLUMNS) - 1) + ["%s::vector"])
         statement = f"INSERT INTO chunks ({columns}) VALUES ({placeholders})"
         started = time.perf_counter()
         with db.conn.cursor() as cur:
             for chunk, vector in zip(chunks[:rows], vectors[:rows]):
-                values = store.chunk_row(chunk, vector)
+                values = store_values.chunk_row(chunk, vector)
                 values[-1] = str(vector.tolist())  # the vector as JSON text, parsed by the server
                 cur.execute(statement, values)
         db.conn.commit()
@@ -153,7 +154,7 @@ def copy_vs_insert(url: str, embedder, paths: dict[str, Path]) -> dict:
         bare_insert_seconds = time.perf_counter() - started
     started = time.perf_counter()
     for chunk, vector in zip(chunks, vectors):
-        store.chunk_row(chunk, vector)
+        store_values.chunk_row(chunk, vector)
     row_building = time.perf_counter() - started
     copy_rate = len(chunks) / copy_seconds
     insert_rate = rows / insert_seconds

@@ -180,6 +180,7 @@ def test_one_model_spelt_with_a_trailing_slash_or_a_relative_path_is_the_same_mo
 
     from embedding_generator_multilingual import load_embedder
     import store
+    import store_values
 
     vault = write_vault(tmp_path, notes=2)
     base = ["--database-url", database_url, "--device", "cpu", "--obsidian", str(vault)]
@@ -196,8 +197,8 @@ def test_one_model_spelt_with_a_trailing_slash_or_a_relative_path_is_the_same_mo
     assert meta["embedding_model_folder"] == str(Path(embedding_model_path).resolve())  # migrated in place
 
     # Another folder is another model; a folder and a hub id that is not cached are not compared.
-    assert not store.same_model(embedding_model_path, None, str(tmp_path), None)
-    assert not store.same_model("intfloat/multilingual-e5-large", None, embedding_model_path, embedding_model_path)
+    assert not store_values.same_model(embedding_model_path, None, str(tmp_path), None)
+    assert not store_values.same_model("intfloat/multilingual-e5-large", None, embedding_model_path, embedding_model_path)
 
 
 # ---------------------------------------------------------------- a rebuild swaps in at the end

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 import create_and_persist_embeddings as cpe
+import ingest_pipeline
 import settings
 import store
 from chunking import MESSAGES, NOTES, Chunk, Document, fingerprint
@@ -95,7 +96,7 @@ def chats() -> list[Document]:
             chat("Joao", ["2021-07-01 09:00 Joao: The keys are under the mat."])]
 
 
-def run(url, embedder, sources, **kwargs) -> cpe.Summary:
+def run(url, embedder, sources, **kwargs) -> ingest_pipeline.Summary:
     with store.Store(url) as db:
         cpe.open_index(db, embedder, say=lambda m: None)
         return cpe.ingest(db, embedder, sources, **kwargs)
@@ -112,7 +113,7 @@ def index_state(url) -> tuple[set, set]:
 
 
 def expected_hashes(documents: list[Document]) -> set:
-    return {(c.doc_id, c.content_hash) for d in documents for c in cpe.unique_chunks(d.make_chunks())}
+    return {(c.doc_id, c.content_hash) for d in documents for c in ingest_pipeline.unique_chunks(d.make_chunks())}
 
 
 @pytest.fixture
@@ -211,7 +212,7 @@ def test_repeated_text_in_one_document_is_stored_once_and_empty_documents_are_re
 
 def test_documents_of_another_source_or_repeated_ids_are_skipped_with_a_warning(database_url, embedder):
     warnings: list[str] = []
-    progress = cpe.Progress(enabled=False)
+    progress = ingest_pipeline.Progress(enabled=False)
     progress.warn = warnings.append
     notes = vault(2)
     summary = run(database_url, embedder, {"obsidian": [*notes, notes[0], chats()[0]]}, progress=progress)
@@ -369,7 +370,7 @@ def test_a_worker_error_stops_the_pipeline_and_reaches_the_caller(database_url, 
 def test_concurrent_runs_one_waits_for_the_other_and_nothing_is_duplicated(database_url, embedder):
     waiting = threading.Event()
     messages: list[str] = []
-    results: dict[str, cpe.Summary] = {}
+    results: dict[str, ingest_pipeline.Summary] = {}
     errors: list[BaseException] = []
 
     class WaitsForTheOther(RecordingEmbedder):
@@ -558,7 +559,7 @@ def test_a_model_change_is_refused_until_rebuild(database_url, embedder):
     assert summary.chunks_total == 6
 
 
-def run_rebuild(url, embedder) -> cpe.Summary:
+def run_rebuild(url, embedder) -> ingest_pipeline.Summary:
     with store.Store(url) as db:
         cpe.open_index(db, embedder, rebuild=True)
         return cpe.ingest(db, embedder, {"obsidian": vault(2)})

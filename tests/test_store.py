@@ -9,6 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
+import embedded_server
 import settings
 import store
 from chunking import MESSAGES, NOTES, Chunk
@@ -193,7 +194,7 @@ def test_unwritable_data_dir_is_one_clear_error(tmp_path):
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("")
     with pytest.raises(settings.UserError) as err:
-        store.embedded_database_url(blocked / "data")
+        embedded_server.embedded_database_url(blocked / "data")
     assert "PERSONAL_LLM_DATA_DIR" in str(err.value)
 
 
