@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 import period_summary
 import settings
-from chat_prompt import CitationFilter, fit_prompt, passage_header, source_list, system_prompt
+from chat_prompt import (CitationFilter, Passages, Prompt, fit_prompt, number_ranges, passage_header, source_list,
+                         system_prompt)
 from chat_resources import BackgroundModels, DatabaseDown, ModelLoadFailed
 
 if TYPE_CHECKING:
@@ -133,8 +134,11 @@ class ChatSession:
         self.err = err or sys.stderr
         self.today = today
         self.dim = dim
-        self.history: list[dict] = []  # alternating user/assistant, plain text
+        # Alternating user/assistant; a user message may carry the passages sent with it (chat_prompt).
+        self.history: list[dict] = []
+        self.passages = Passages()  # the conversation's numbered passages
         self.last_hits: list["Hit"] = []
+        self.last_numbers: list[int] = []  # the [N] of each of last_hits (1, 2, ... when empty)
         self.last_request: "SearchRequest | None" = None
         self.last_note: str | None = None
         self.last_removed = 0  # citation markers removed from the last answer
@@ -189,18 +193,18 @@ class ChatSession:
             self._status(f"warning: {err}; this message was not answered, send it again to retry")
             return turn
         prompt = fit_prompt(self.llm, system_prompt(self.persona, today), hits, self.history, text,
-                            self.max_tokens)
-        turn.hits = prompt.hits
-        self.last_hits, self.last_request = prompt.hits, turn.request
+                            self.max_tokens, self.passages)
+        self._keep_context(prompt)
+        self._show_passages(turn, prompt.numbered, turn.request)
         if prompt.truncated:
             self._status("note: your message was too long for the model's context and was cut")
-        if prompt.found and not prompt.hits:  # weaker passages dropped for room is routine; all is not
+        if prompt.found and not prompt.numbered:  # weaker passages dropped for room is routine; all is not
             self._status(f"note: {prompt.found} passages were found but did not fit the model's context of "
                          f"{self.llm.context_window} tokens; this answer is not based on them (/reset, a shorter "
                          "message or a model with a longer context makes room)")
 
         pieces: list[str] = []
-        citations = CitationFilter(len(prompt.hits))
+        citations = CitationFilter(prompt.numbers)
         stream = self.llm.stream(prompt.messages, prompt.answer_tokens, self.temperature, self.top_p)
         try:
             for piece in stream:
@@ -212,9 +216,27 @@ class ChatSession:
             turn.finish_reason = "interrupted"
         self._write_answer(citations.flush(), pieces)
         turn.removed_markers = self.last_removed = citations.removed
-        self._finish_turn(turn, text, pieces, source_list(prompt.hits, prompt.found),
-                          self.length_note(prompt.answer_tokens))
+        # Earlier passages the answer cites are its sources too.
+        here = {n for n, _ in prompt.numbered}
+        cited = [(n, self.passages.by_number[n]) for n in sorted(citations.cited - here)]
+        self._show_passages(turn, prompt.numbered + cited, turn.request)
+        self._finish_turn(turn, text, pieces, source_list(turn.hits, prompt.found, self.last_numbers),
+                          self.length_note(prompt.answer_tokens), {**prompt.entry, "role": "user", "content": text})
         return turn
+
+    def _keep_context(self, prompt: Prompt) -> None:
+        """Remember what this prompt carries: its new passages' numbers, and the earlier messages
+        as sent (passages the budget dropped stay dropped, so the next prompt begins the same)."""
+        for number, hit in prompt.numbered:
+            if self.passages.number(hit) is None:
+                self.passages.add(number, hit)
+        if prompt.history:
+            self.history[len(self.history) - len(prompt.history):] = prompt.history
+
+    def _show_passages(self, turn: Turn, numbered: list[tuple[int, "Hit"]], request: "SearchRequest") -> None:
+        """The passages /sources shows for this answer, with their numbers."""
+        turn.hits = [hit for _, hit in numbered]
+        self.last_hits, self.last_numbers, self.last_request = turn.hits, [n for n, _ in numbered], request
 
     def _write_answer(self, text: str, pieces: list[str]) -> None:
         """Print part of an answer as it streams (and keep it)."""
@@ -223,14 +245,16 @@ class ChatSession:
             self.out.write(text)
             self.out.flush()
 
-    def _finish_turn(self, turn: Turn, text: str, pieces: list[str], sources: str, length_note: str) -> None:
-        """After the stream: the end of line, [interrupted], the history, the sources line."""
+    def _finish_turn(self, turn: Turn, text: str, pieces: list[str], sources: str, length_note: str,
+                     entry: dict | None = None) -> None:
+        """After the stream: the end of line, [interrupted], the history (the user message as
+        `entry`, with the passages it carried), the sources line."""
         turn.answer = "".join(pieces).strip()
         self._print()
         if turn.finish_reason == "interrupted":
             self._print("[interrupted]", muted=True)
         if turn.answer:
-            self.history += [{"role": "user", "content": text}, {"role": "assistant", "content": turn.answer}]
+            self.history += [entry or {"role": "user", "content": text}, {"role": "assistant", "content": turn.answer}]
         self._print(sources, muted=True)
         if turn.finish_reason == "length":
             self._print(length_note, muted=True)
@@ -268,6 +292,7 @@ class ChatSession:
             self._status(f"warning: {err}; this message was not answered, send it again to retry")
             return turn
         self.last_request, self.last_hits, self.last_note, self.last_removed = request, passages, None, 0
+        self.last_numbers = []  # a summary numbers what it read 1, 2, ... of its own
         self.last_summary = window
         turn.hits = passages
         if not passages:
@@ -320,7 +345,7 @@ class ChatSession:
             self._print(HELP.format(names=", ".join(self.personas.texts)))
         elif name == "/reset":
             self.history, self.last_hits, self.last_request, self.last_note = [], [], None, None
-            self.last_removed, self.last_summary = 0, None
+            self.last_removed, self.last_summary, self.last_numbers, self.passages = 0, None, [], Passages()
             self.forget_prompt_caches()
             self._print("(conversation forgotten)", muted=True)
         elif name == "/sources" and argument:
@@ -368,15 +393,23 @@ class ChatSession:
             return None
 
     def describe_passage(self, argument: str) -> str:
-        """`/sources N`: passage N of the last answer in full, with its header."""
+        """`/sources N`: passage N in full, with its header: any passage of the conversation (the
+        numbers hold until /reset), or after a summary the one it read as [N]."""
         if not argument.isdigit():
             return f"/sources {argument}: give a passage number, like /sources 2"
         number = int(argument)
-        if not 1 <= number <= len(self.last_hits):
-            known = f"the last answer had passages 1 to {len(self.last_hits)}" if self.last_hits else "no passages yet"
+        shown = dict(zip(self._last_numbers(), self.last_hits))
+        hit = shown.get(number) or (self.passages.by_number.get(number) if self.last_summary is None else None)
+        if hit is None:
+            known = (f"the last answer had passages {number_ranges(list(shown))}" if self.last_hits
+                     else "no passages yet")
             return f"no passage {number}: {known}"
-        hit = self.last_hits[number - 1]
         return settings.terminal_safe(f"{passage_header(number, hit)}\n{hit.content.strip()}")
+
+    def _last_numbers(self) -> list[int]:
+        """The [N] of each passage of the last answer."""
+        return self.last_numbers if len(self.last_numbers) == len(self.last_hits) else list(
+            range(1, len(self.last_hits) + 1))
 
     def system_messages(self, today: date) -> dict[str, list[dict]]:
         """The system message each answer and each keeper prompt begins with, as sent."""
@@ -417,7 +450,7 @@ class ChatSession:
         if self.last_removed:
             lines.append(f"note: {self.last_removed} citation marker{'s' if self.last_removed != 1 else ''} "
                          "pointed to no passage and were removed from the answer")
-        for number, hit in enumerate(self.last_hits, 1):
+        for number, hit in zip(self._last_numbers(), self.last_hits):
             # Chat names, senders and messages are other people's text: no terminal control.
             header = settings.terminal_safe(passage_header(number, hit).split(" ", 1)[1])
             if hit.modified_at is not None:  # the last resort, shown here only: not a date of the note

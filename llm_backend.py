@@ -13,48 +13,26 @@ goes through `neutralise` first, so a note containing `<|eot_id|>` cannot end a 
 Prompt caches: each backend keeps the KV cache of its last prompts, one per system prompt (the
 keeper's and the answer's), and a new prompt re-processes only the tokens after the part it
 shares with the cached one (`llm.last_prompt_tokens`, `llm.last_prompt_processed`).
-`llm.reset_cache()` forgets them (the chat's /reset and /persona).
+`llm.reset_cache()` forgets them (the chat's /reset and /persona). The cache logic and
+`--prompt-cache`'s files are in llm_cache.py; each backend here supplies its cache's operations.
 """
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import settings
+from llm_cache import CacheSlot, PromptCaches, common_prefix_length
 from llm_tokens import IncrementalDecoder, neutralise, read_context_window, special_token_pattern
 
-# One KV cache per system prompt; two cover a chat turn (the keeper's pass and the answer's).
-MAX_PROMPT_CACHES = 2
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-# ---------------------------------------------------------------- prompt caches
-
-
-def common_prefix_length(a: list[int], b: list[int]) -> int:
-    """How many leading tokens `a` and `b` share: `[1, 2, 3]`, `[1, 2, 4]` -> 2."""
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-@dataclass
-class CacheSlot:
-    """A backend KV cache and the token ids it holds, in order."""
-
-    cache: Any
-    tokens: list[int] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- the interface
 
 
-class ChatModel:
+class ChatModel(PromptCaches):
     """A loaded chat model: template rendering, token counting and streamed generation.
 
     Subclasses implement `_stream_pieces`. This base class alone (a tokenizer, no weights)
@@ -70,10 +48,7 @@ class ChatModel:
         self.last_finish_reason: str | None = None
         self._special_pattern = special_token_pattern(self.tokenizer)
         self.supports_system_role = self._probe_system_role()
-        self.use_prompt_cache = True  # False: every prompt from scratch (the benchmark's baseline)
-        self._caches: OrderedDict[str, CacheSlot] = OrderedDict()  # system prompt -> slot, oldest first
-        self.last_prompt_tokens = 0  # the last prompt's length...
-        self.last_prompt_processed = 0  # ...and how many of its tokens the model had to process
+        self._init_caches()
 
     # -- prompts
 
@@ -174,62 +149,6 @@ class ChatModel:
         finally:
             pieces.close()  # ends the backend's generation now, not whenever it is collected
             self._sync(slot)
-
-    # -- prompt caches
-
-    def reset_cache(self) -> None:
-        """Forget every cached prompt (a new conversation or persona starts from nothing)."""
-        self._caches.clear()
-
-    def cached_tokens(self) -> list[list[int]]:
-        """The token ids each prompt cache holds (what a test checks after /reset)."""
-        return [list(slot.tokens) for slot in self._caches.values()]
-
-    def _slot_for(self, messages: list[dict]) -> CacheSlot:
-        """The cache for prompts with this system message (a fresh one when caching is off)."""
-        if not self.use_prompt_cache:
-            return CacheSlot(self._new_cache())
-        key = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
-        slot = self._caches.pop(key, None)
-        if slot is None:
-            slot = CacheSlot(self._new_cache())
-            while len(self._caches) >= MAX_PROMPT_CACHES:
-                self._caches.popitem(last=False)  # the least recently used
-        self._caches[key] = slot
-        return slot
-
-    def _forget(self, slot: CacheSlot) -> None:
-        slot.cache, slot.tokens = self._new_cache(), []
-
-    def _reuse(self, slot: CacheSlot, ids: list[int]) -> int:
-        """Trim `slot` to the prefix it shares with `ids`; how many tokens of `ids` it holds.
-        The last prompt token is always processed again: its logits pick the first answer token."""
-        shared = min(common_prefix_length(slot.tokens, ids), len(ids) - 1)
-        if shared < len(slot.tokens) and not self._trim_cache(slot.cache, shared):
-            self._forget(slot)
-            shared = 0
-        slot.tokens = list(ids[:shared])
-        return shared
-
-    def _sync(self, slot: CacheSlot) -> None:
-        """Make `slot.tokens` match what its cache holds (generation may stop mid-way)."""
-        held = self._cache_length(slot.cache)
-        if held < len(slot.tokens):
-            del slot.tokens[held:]
-        elif held > len(slot.tokens) and not self._trim_cache(slot.cache, len(slot.tokens)):
-            self._forget(slot)
-
-    def _new_cache(self):
-        """An empty KV cache of this backend."""
-        return None
-
-    def _cache_length(self, cache) -> int:
-        """Tokens held by `cache`."""
-        return 0
-
-    def _trim_cache(self, cache, keep: int) -> bool:
-        """Cut `cache` to its first `keep` tokens; False when this cache cannot be cut."""
-        return keep == 0
 
     def complete(self, messages: list[dict], max_tokens: int, temperature: float = 0.0) -> str:
         """The whole answer as one string (greedy by default)."""
@@ -336,6 +255,42 @@ class TransformersChatModel(ChatModel):
         if rest:
             yield rest
         return "length"
+
+    # -- --prompt-cache: each layer's keys and values in a safetensors file
+
+    prompt_cache_file = ".transformers.safetensors"
+
+    def _prefill(self, cache, ids: list[int]) -> None:
+        import torch
+
+        extra = {self._keep_arg: 1} if self._keep_arg else {}
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True,
+                       **{self._cache_arg: cache}, **extra)
+
+    def _write_cache(self, path: Path, cache, metadata: dict[str, str]) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for i, layer in enumerate(cache.layers):
+            tensors[f"{i}.keys"], tensors[f"{i}.values"] = layer.keys.contiguous(), layer.values.contiguous()
+        save_file(tensors, str(path), metadata=metadata)
+
+    def _read_cache(self, path: Path):
+        from safetensors import SafetensorError, safe_open
+
+        cache = self._new_cache()
+        try:
+            with safe_open(str(path), framework="pt", device=str(self.device)) as saved:
+                for i in range(len(cache.layers)):
+                    cache.update(saved.get_tensor(f"{i}.keys"), saved.get_tensor(f"{i}.values"), i)
+                return cache, saved.metadata() or {}
+        except SafetensorError as err:  # not a safetensors file, or a tensor missing
+            raise ValueError(str(err)) from None
+
+    def _cache_metadata(self, ids: list[int]) -> dict[str, str]:
+        # Keys and values of another dtype or device would not match this model's.
+        return {**super()._cache_metadata(ids), "dtype": str(self.dtype), "device": str(self.device)}
 
 
 def checkpoint_dtype(folder: Path) -> str | None:
@@ -477,63 +432,25 @@ class MLXChatModel(ChatModel):
                 finish = response.finish_reason
         return finish
 
-    # -- the system prompt's cache on disk (--prompt-cache)
+    # -- --prompt-cache: the files mlx_lm.cache_prompt writes
 
-    def save_prompt_cache(self, path: Path, messages: list[dict]) -> int:
-        """Process `messages` (the system prompt) and write their KV cache to `path`, as
-        `mlx_lm.cache_prompt` does; returns the tokens stored."""
+    prompt_cache_file = ".safetensors"
+
+    def _prefill(self, cache, ids: list[int]) -> None:
+        import mlx.core as mx
+
+        self.model(mx.array([ids]), cache=cache)
+        mx.eval([c.state for c in cache])
+
+    def _write_cache(self, path: Path, cache, metadata: dict[str, str]) -> None:
         from mlx_lm.models.cache import save_prompt_cache
 
-        ids = self.prefix_ids(messages)
-        slot = self._slot_for(messages)
-        reused = self._reuse(slot, ids + [-1])  # -1: nothing after the prefix is shared
-        if reused < len(ids):
-            import mlx.core as mx
+        save_prompt_cache(str(path), cache, metadata)
 
-            self.model(mx.array([ids[reused:]]), cache=slot.cache)
-            mx.eval([c.state for c in slot.cache])
-            slot.tokens = list(ids)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_prompt_cache(str(path), slot.cache, {"model": self.name, "tokens": json.dumps(ids)})
-        return len(ids)
-
-    def load_prompt_cache(self, path: Path, messages: list[dict]) -> int:
-        """Put the cache saved at `path` in the slot of `messages`' system prompt when it was
-        made by this model for this prompt; returns the tokens loaded (0: none usable)."""
+    def _read_cache(self, path: Path):
         from mlx_lm.models.cache import load_prompt_cache
 
-        try:
-            cache, metadata = load_prompt_cache(str(path), return_metadata=True)
-            tokens = json.loads(metadata.get("tokens", "[]"))
-        except (OSError, ValueError, KeyError, RuntimeError):
-            return 0  # unreadable or from another mlx-lm: made again
-        if metadata.get("model") != self.name or tokens != self.prefix_ids(messages):
-            return 0
-        slot = self._slot_for(messages)
-        slot.cache, slot.tokens = cache, tokens
-        return len(tokens)
-
-
-def restore_system_prompt_caches(llm: ChatModel, systems: dict[str, list[dict]], folder: Path) -> str:
-    """--prompt-cache: load each system prompt's KV cache from `folder` (`answer.safetensors`...),
-    or process the prompt and save it there when the file is missing or was made for another
-    model or prompt. Returns a one-line note for the user."""
-    if not hasattr(llm, "load_prompt_cache"):
-        return f"--prompt-cache works with the MLX backend only; the {llm.backend} backend ignores it"
-    loaded, made = [], []
-    for kind, messages in systems.items():
-        path = folder / f"{kind}.safetensors"
-        if llm.load_prompt_cache(path, messages):
-            loaded.append(kind)
-            continue
-        try:
-            llm.save_prompt_cache(path, messages)
-        except (OSError, RuntimeError) as err:  # a full disk or a read-only folder: the chat goes on
-            return f"could not save the system prompt cache in {folder} ({err}); the chat runs without it"
-        made.append(kind)
-    parts = ([f"{' and '.join(loaded)} loaded"] if loaded else []) + ([f"{' and '.join(made)} saved"] if made else [])
-    return f"system prompt cache: {', '.join(parts)} in {folder}"
-
+        return load_prompt_cache(str(path), return_metadata=True)
 
 # ---------------------------------------------------------------- loading
 

@@ -165,7 +165,7 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="data folder (PERSONAL_LLM_DATA_DIR)")
     parser.add_argument("--embedding-model", help="hub id or folder (EMBEDDING_MODEL); the one used to ingest")
     parser.add_argument("--prompt-cache", action="store_true",
-                        help="MLX: keep the system prompts' KV cache in the data folder, loaded at start")
+                        help="keep the system prompts' KV cache in the data folder, loaded at start")
     return parser
 
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
             print(f"warning: {err}", file=stderr, flush=True)
         fetch_chat_models(args, embedder=False, llm=llm is None)
     def restore_prompt_caches(model: "ChatModel") -> None:
-        from llm_backend import restore_system_prompt_caches
+        from llm_cache import restore_system_prompt_caches
 
         session.llm = model  # its system prompts are neutralised for this model's tokenizer
         note = restore_system_prompt_caches(model, session.system_messages(date.today()),

@@ -4,10 +4,12 @@ without the prompt caches, in one run:
     .venv/bin/python bench/bench_chat_turn.py                  # transformers and MLX, 3 turns
     .venv/bin/python bench/bench_chat_turn.py --backends transformers --turns 6
     .venv/bin/python bench/bench_chat_turn.py --repeats 3 --llama3-tokenizer FOLDER   # README's figures
+    .venv/bin/python bench/bench_chat_turn.py --backends transformers --found-again 5   # follow-ups
 
 A scripted conversation; each turn runs what `main.py` runs for a message once the passages are
 back: the document keeper pass (greedy, capped at 96 tokens), prompt assembly under the context
-budget (system + 10 passages + history + message, `fit_prompt`) and the streamed answer (greedy).
+budget (system + history with the passages each earlier message carried + this message's new
+passages + message, `fit_prompt`) and the streamed answer (greedy).
 Printed per turn and pass: `prompt tokens processed on turn N: P of T` (T the prompt's length,
 P what the model had to process: T without the caches), time to the first answer piece and
 decode tokens/s; then whether the greedy answers were the same with and without the caches.
@@ -71,17 +73,20 @@ def make_hits(count: int = 10, first: int = 0, repeat: int = 1):
 
 
 class TurnRetriever:
-    """Other passages for every message (the worst case for a cache: nothing repeats)."""
+    """Other passages for every message (the worst case for a cache: nothing repeats), or with
+    `found_again` the previous message's best few first and then new ones (a follow-up question)."""
 
-    def __init__(self, repeat: int = 1):
-        self.repeat, self.calls = repeat, 0
+    def __init__(self, repeat: int = 1, found_again: int = 0):
+        self.repeat, self.found_again, self.calls = repeat, found_again, 0
+        self.last: list = []
 
     def __call__(self, request, k):
         from retrieve_related_content_from_db import SearchResult
 
         self.calls += 1
-        return SearchResult(hits=make_hits(k, first=k * self.calls, repeat=self.repeat), request=request,
-                            filters_applied={})
+        again = self.last[:self.found_again]
+        self.last = again + make_hits(k - len(again), first=k * self.calls, repeat=self.repeat)
+        return SearchResult(hits=list(self.last), request=request, filters_applied={})
 
 
 def widen_context(folder: Path, window: int) -> None:
@@ -125,14 +130,15 @@ class Timed:
         return "".join(self.stream(messages, max_tokens, temperature))
 
 
-def run_conversation(llm, turns: int, answer_tokens: int, cached: bool, repeat: int = 1) -> list[dict]:
+def run_conversation(llm, turns: int, answer_tokens: int, cached: bool, repeat: int = 1,
+                     found_again: int = 0) -> list[dict]:
     """The scripted conversation on `llm`, caches on or off; per turn its keeper and answer passes."""
     from main import ChatSession, resolve_persona
 
     llm.use_prompt_cache = cached
     llm.reset_cache()
     timed = Timed(llm)
-    session = ChatSession(timed, TurnRetriever(repeat), persona=resolve_persona("assistant"),
+    session = ChatSession(timed, TurnRetriever(repeat, found_again), persona=resolve_persona("assistant"),
                           max_tokens=answer_tokens, temperature=0.0, out=io.StringIO(), err=io.StringIO(),
                           today=TODAY)
     results = []
@@ -144,7 +150,8 @@ def run_conversation(llm, turns: int, answer_tokens: int, cached: bool, repeat: 
     return results
 
 
-def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int, repeats: int = 1) -> dict:
+def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int, repeats: int = 1,
+                  found_again: int = 0) -> dict:
     """The conversation without, then with, the prompt caches, on one backend."""
     from llm_backend import load_llm
 
@@ -153,9 +160,9 @@ def bench_backend(backend: str, folder: Path, turns: int, answer_tokens: int, re
     load_s = time.perf_counter() - tic
     llm.complete([{"role": "user", "content": "warm up"}], max_tokens=4)
     result = {"backend": backend, "load_s": round(load_s, 2), "dtype": str(getattr(llm, "dtype", "")),
-              "answer_tokens": answer_tokens}
+              "answer_tokens": answer_tokens, "found_again": found_again}
     for label, cached in (("without_cache", False), ("with_cache", True)):
-        runs = [run_conversation(llm, turns, answer_tokens, cached) for _ in range(repeats)]
+        runs = [run_conversation(llm, turns, answer_tokens, cached, found_again=found_again) for _ in range(repeats)]
         result[label] = runs[0]
         for number, turn in enumerate(result[label]):  # timings: the median over the repeats
             for name in ("keeper", "answer"):
@@ -272,6 +279,9 @@ def setup_arg_parser() -> argparse.ArgumentParser:
                         help="none: only the Llama 3 token counts")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--repeats", type=int, default=1, help="conversations per setting; timings are their median")
+    parser.add_argument("--found-again", type=int, default=0, metavar="N",
+                        help="from turn 2 on, the previous turn's best N passages are found again (default 0: "
+                             "all passages new, the worst case for the caches)")
     parser.add_argument("--llama3-tokenizer", type=Path,
                         help="folder with Llama 3's tokenizer.json: also count Llama 3 8B's prompt tokens "
                              "per turn and estimate its time to first token on Macs from cited speeds")
@@ -293,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         widen_context(folder, CONTEXT_WINDOW)
         for backend in args.backends:
             try:
-                figures = bench_backend(backend, folder, args.turns, args.answer_tokens, args.repeats)
+                figures = bench_backend(backend, folder, args.turns, args.answer_tokens, args.repeats,
+                                        args.found_again)
             except ImportError as err:
                 print(f"{backend}: skipped ({err})")
                 continue

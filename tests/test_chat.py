@@ -79,12 +79,15 @@ def test_prompt_has_system_passages_history_and_message():
     system = messages[0]["content"]
     assert chat.PERSONAS["assistant"] in system and "Friday 2024-05-10" in system
     assert "say so plainly" in system and "Cite the passages you use by their numbers" in system
-    assert messages[1]["content"] == "When was I in Kyoto?"  # history holds no passages
+    earlier = messages[1]["content"]  # the first message exactly as it was sent, passages and all
+    assert messages[1] == answer_call(llm, 0)["messages"][1]
+    assert "[1] <obsidian>:Notes/Kyoto | 2021-06-12 | Maria\nKyoto, June 2021: temples with Maria." in earlier
+    assert "[2] <whatsapp>:Maria | 2021-06-10 | Maria, Me" in earlier
+    assert earlier.endswith("My message: When was I in Kyoto?")
     assert messages[2]["content"] == "first answer"
-    last = messages[3]["content"]
-    assert "[1] <obsidian>:Notes/Kyoto | 2021-06-12 | Maria\nKyoto, June 2021: temples with Maria." in last
-    assert "[2] <whatsapp>:Maria | 2021-06-10 | Maria, Me" in last
-    assert last.endswith("My message: With whom?")
+    # The same two passages found again are pointed to, not sent twice.
+    assert messages[3]["content"] == ("(Passages [1], [2] above, sent with an earlier message, also match this one.)"
+                                      "\n\nMy message: With whom?")
     assert answer_call(llm, 1)["temperature"] == chat.DEFAULT_TEMPERATURE
 
 
@@ -121,6 +124,63 @@ def test_citation_filter_is_safe_for_any_split(pieces, shown):
     citations = chat_prompt.CitationFilter(passages=2)
     printed = "".join(citations.feed(piece) for piece in pieces) + citations.flush()
     assert printed == shown
+
+
+def test_passage_numbers_hold_for_the_whole_conversation():
+    temples, train = HITS
+    museum = make_hit("Osaka museum on Sunday.", source="<obsidian>:Notes/Osaka", score=0.7)
+    retriever = FakeRetriever([temples, train])
+    session, llm, _, out, _ = session_with([KEEPER_JSON, "Temples [1], train [2].", KEEPER_JSON,
+                                            "Museum [3], temples [1], train [2], nothing [4]."], retriever=retriever)
+    session.ask("When was I in Kyoto?")
+    retriever.hits = [museum, temples]  # one new passage, one found again
+    turn = session.ask("And after Kyoto?")
+    last = answer_call(llm, 1)["messages"][-1]["content"]
+    assert last.startswith(chat_prompt.PASSAGES_INTRO + "\n\n[3] <obsidian>:Notes/Osaka | 2021-06-12\nOsaka museum")
+    assert "(Passages [1] above, sent with an earlier message, also match this one.)" in last
+    assert "Kyoto, June 2021" not in last  # not sent twice
+    # [2] heads a passage of the prompt (turn 1's): a valid citation; [4] heads none.
+    assert turn.answer == "Museum [3], temples [1], train [2], nothing." and turn.removed_markers == 1
+    assert out.getvalue().splitlines()[-1] == ("sources: [3] <obsidian>:Notes/Osaka (2021-06-12); "
+                                               "[1] <obsidian>:Notes/Kyoto (2021-06-12); [2] <whatsapp>:Maria (2021-06-10)")
+    assert session.describe_passage("3").startswith("[3] <obsidian>:Notes/Osaka")
+    assert session.describe_passage("2").startswith("[2] <whatsapp>:Maria")
+    assert session.describe_passage("4") == "no passage 4: the last answer had passages 1 to 3"
+    assert " 3. 0.700  <obsidian>:Notes/Osaka" in session.describe_sources()
+    session.command("/reset")
+    retriever.hits = [museum]
+    session.ask("Osaka?")  # a new conversation numbers from 1 again
+    assert "[1] <obsidian>:Notes/Osaka" in llm.calls[-1]["messages"][-1]["content"]
+
+
+def test_when_room_runs_short_the_oldest_messages_passages_go_first():
+    def passages(turn):  # about 95 of the fake's tokens each, best first
+        return [make_hit(f"turn {turn} passage {i}: " + "words " * 60, source=f"<obsidian>:T{turn}-{i}",
+                         score=0.9 - i / 10) for i in range(3)]
+
+    retriever = FakeRetriever()
+    replies = [r for turn in range(1, 5) for r in (KEEPER_JSON, f"answer {turn}")] + [KEEPER_JSON, "five [1] [13]."]
+    session, llm, _, _, _ = session_with(replies, retriever=retriever, context_window=1500, max_tokens=100)
+    prompts = []
+    for turn in range(1, 6):
+        retriever.hits = passages(turn)
+        last = session.ask(f"question {turn}")
+        prompts.append(answer_call(llm, turn - 1)["messages"])  # FakeLLM asserts that each one fits
+
+    def carried(prompt):
+        return [[n for n in range(1, 16) if f"[{n}] <obsidian>" in m["content"]] for m in prompt[1::2]]
+
+    # Each prompt begins with the one before while nothing has to go: the cached prefix.
+    assert prompts[1][:2] == prompts[0] and prompts[2][:4] == prompts[1]
+    assert carried(prompts[2]) == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert carried(prompts[3]) == [[1], [4, 5, 6], [7, 8, 9], [10, 11, 12]]  # the oldest's weakest first
+    assert carried(prompts[4]) == [[], [], [7, 8, 9], [10, 11, 12], [13, 14, 15]]  # and they stay gone
+    assert all(prompt[0] == prompts[0][0] for prompt in prompts)  # never the system prompt
+    assert prompts[4][1]["content"] == ("(3 passages from my notes or messages were found for this message but "
+                                        "did not fit the model's context of 1500 tokens, so none are shown here.)"
+                                        "\n\nMy message: question 1")
+    assert last.answer == "five [13]." and last.removed_markers == 1  # [1] is no longer in the prompt
+    assert session.describe_passage("1").startswith("[1] <obsidian>:T1-0")  # but /sources still knows it
 
 
 def test_no_passages_is_said_to_the_model_and_the_user():
@@ -194,7 +254,7 @@ def test_special_tokens_are_neutralised_everywhere():
         for message in call["messages"]:
             for token in ("<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"):
                 assert token not in message["content"]
-    assert "<\u200b|eot_id|>" in answer_call(llm, 1)["messages"][-1]["content"]
+    assert "<\u200b|eot_id|>" in answer_call(llm, 1)["messages"][1]["content"]  # turn 1's passage, kept
 
 
 def test_special_tokens_cannot_end_the_turn_in_the_real_template(tiny_llama_dir):

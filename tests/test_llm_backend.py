@@ -7,6 +7,7 @@ import json
 import pytest
 
 import llm_backend
+import llm_cache
 import llm_tokens
 import settings
 from chat_fakes import FakeRetriever, make_hit
@@ -244,9 +245,9 @@ def test_prompt_caches_are_kept_per_system_prompt(llm):
     list(llm.stream(keeper, max_tokens=4))
     list(llm.stream(MESSAGES, max_tokens=4))  # the answer's cache survived the keeper's pass
     assert llm.last_prompt_processed == 1
-    assert len(llm.cached_tokens()) == llm_backend.MAX_PROMPT_CACHES
+    assert len(llm.cached_tokens()) == llm_cache.MAX_PROMPT_CACHES
     list(llm.stream([{"role": "system", "content": "A third one."}] + MESSAGES[1:], max_tokens=4))
-    assert len(llm.cached_tokens()) == llm_backend.MAX_PROMPT_CACHES  # the oldest made room
+    assert len(llm.cached_tokens()) == llm_cache.MAX_PROMPT_CACHES  # the oldest made room
 
 
 def test_reset_and_persona_leave_nothing_of_the_old_conversation_in_the_cache(llm):
@@ -320,36 +321,49 @@ def test_bad_dtype_setting_is_one_clear_error(monkeypatch, tiny_llama_dir):
         load_llm("transformers", str(tiny_llama_dir))
 
 
-def test_prompt_cache_file_is_saved_then_loaded_for_the_same_model_and_prompt(tmp_path, tiny_llama_dir):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_prompt_cache_file_is_saved_then_loaded_for_the_same_model_and_prompt(tmp_path, tiny_llama_dir, backend):
     import io
 
     import main
 
     folder, data = tmp_path / "cache", tmp_path / "data"
-    first = load_llm("mlx", str(tiny_llama_dir))
-    note = llm_backend.restore_system_prompt_caches(first, {"answer": MESSAGES[:1]}, folder)
+    first = load_llm(backend, str(tiny_llama_dir))
+    note = llm_cache.restore_system_prompt_caches(first, {"answer": MESSAGES[:1]}, folder)
     assert note == f"system prompt cache: answer saved in {folder}"
     expected = "".join(first.stream(MESSAGES, max_tokens=8))
+    first.use_prompt_cache = False
+    assert "".join(first.stream(MESSAGES, max_tokens=8)) == expected  # the same as from nothing
 
-    second = load_llm("mlx", str(tiny_llama_dir))
-    note = llm_backend.restore_system_prompt_caches(second, {"answer": MESSAGES[:1]}, folder)
+    second = load_llm(backend, str(tiny_llama_dir))
+    note = llm_cache.restore_system_prompt_caches(second, {"answer": MESSAGES[:1]}, folder)
     assert note == f"system prompt cache: answer loaded in {folder}"
     assert "".join(second.stream(MESSAGES, max_tokens=8)) == expected  # greedy, from the loaded cache
     assert second.last_prompt_processed == second.last_prompt_tokens - len(second.prefix_ids(MESSAGES[:1]))
+    path = folder / f"answer{second.prompt_cache_file}"
     other = [{"role": "system", "content": "Another persona."}]
-    assert second.load_prompt_cache(folder / "answer.safetensors", other) == 0  # made for another prompt
+    assert second.load_prompt_cache(path, other) == 0  # made for another prompt
+    path.write_bytes(b"not a cache")
+    assert second.load_prompt_cache(path, MESSAGES[:1]) == 0  # damaged: made again, never an error
 
     # The chat's flag: both system prompts saved on the first run, loaded on the next.
     for word in ("saved", "loaded"):
         err = io.StringIO()
-        main.main(["--prompt-cache", "--data-dir", str(data)], llm=load_llm("mlx", str(tiny_llama_dir)),
+        main.main(["--prompt-cache", "--data-dir", str(data)], llm=load_llm(backend, str(tiny_llama_dir)),
                   retriever=FakeRetriever([make_hit("Kyoto")]), stdin=io.StringIO("Kyoto?\n"),
                   stdout=io.StringIO(), stderr=err)
         assert f"note: system prompt cache: answer and keeper {word} in {data / 'prompt_cache'}" in err.getvalue()
-    err = io.StringIO()
-    main.main(["--prompt-cache", "--data-dir", str(data)], llm=load_llm("transformers", str(tiny_llama_dir)),
-              retriever=FakeRetriever(), stdin=io.StringIO(""), stdout=io.StringIO(), stderr=err)
-    assert "--prompt-cache works with the MLX backend only" in err.getvalue()
+
+
+def test_each_backend_keeps_its_own_prompt_cache_files(tmp_path, tiny_llama_dir):
+    systems = {"answer": MESSAGES[:1]}
+    for backend in BACKENDS:
+        note = llm_cache.restore_system_prompt_caches(load_llm(backend, str(tiny_llama_dir)), systems, tmp_path)
+        assert note.endswith(f"answer saved in {tmp_path}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answer.safetensors", "answer.transformers.safetensors"]
+    for backend in BACKENDS:  # neither overwrote the other's
+        assert llm_cache.restore_system_prompt_caches(load_llm(backend, str(tiny_llama_dir)), systems, tmp_path) \
+            == f"system prompt cache: answer loaded in {tmp_path}"
 
 
 class InterruptOnce:
@@ -402,8 +416,9 @@ def test_ctrl_c_inside_a_forward_pass_leaves_no_broken_cache(llm):
 
 
 def test_answer_prompts_share_the_system_message_and_history_from_turn_to_turn():
-    """What the caches rely on: the persona's system message first and unchanged, earlier turns as
-    plain text, and the turn's passages only in its last message (after the history)."""
+    """What the caches rely on: the persona's system message first and unchanged, each earlier
+    message exactly as it was sent (its passages with it), and the new passages only in the
+    last message, numbered after the earlier ones."""
     import io
     from datetime import date
 
@@ -420,7 +435,37 @@ def test_answer_prompts_share_the_system_message_and_history_from_turn_to_turn()
     first, second = fake.calls[1]["messages"], fake.calls[3]["messages"]
     assert second[0] == first[0] and second[0]["role"] == "system"
     assert "Kyoto trip in June" not in second[0]["content"]  # passages never in the system message
-    assert second[1:3] == [{"role": "user", "content": "When did I go to Kyoto?"},
-                           {"role": "assistant", "content": "In June [1]."}]
-    assert "Maria: Saturday at 9" in second[-1]["content"] and "And Maria?" in second[-1]["content"]
-    assert all("Kyoto trip in June" not in m["content"] for m in second)  # turn 1's passages are not resent
+    assert second[1:3] == [first[1], {"role": "assistant", "content": "In June [1]."}]
+    assert "[1] <obsidian>:Notes/Kyoto" in first[1]["content"] and "When did I go to Kyoto?" in first[1]["content"]
+    assert "[2] <whatsapp>:Maria" in second[-1]["content"] and "And Maria?" in second[-1]["content"]
+    assert all("Kyoto trip in June" not in m["content"] for m in second[2:])  # turn 1's passages are not resent
+
+
+def test_a_second_turn_takes_the_first_turns_prompt_from_the_cache_and_answers_the_same(llm):
+    """On the real model: greedy answers of a 2-turn chat are the same with and without the
+    caches, and turn 2's answer pass processes none of turn 1's prompt (its passages included)."""
+    import io
+    from datetime import date
+
+    from main import ChatSession, resolve_persona
+    from retrieve_related_content_from_db import SearchRequest
+
+    def chat(cached: bool):
+        llm.use_prompt_cache = cached
+        llm.reset_cache()
+        retriever = FakeRetriever([make_hit("Kyoto trip in June, temples and trains.")])
+        session = ChatSession(llm, retriever, resolve_persona(), max_tokens=8, temperature=0.0, out=io.StringIO(),
+                              err=io.StringIO(), today=date(2024, 5, 6), keeper=lambda *_: SearchRequest("Kyoto"))
+        first = session.ask("When did I go to Kyoto?")
+        turn1 = llm.last_prompt_tokens
+        retriever.hits = [make_hit("Maria: Saturday at 9", source="<whatsapp>:Maria", source_kind="messages")]
+        second = session.ask("And Maria?")
+        return [first.answer, second.answer], turn1, llm.last_prompt_processed
+
+    try:
+        plain, _, processed_plain = chat(cached=False)
+        cached, turn1, processed = chat(cached=True)
+    finally:
+        llm.use_prompt_cache = True
+    assert cached == plain
+    assert processed <= llm.last_prompt_tokens - turn1 < processed_plain
