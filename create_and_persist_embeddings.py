@@ -62,18 +62,6 @@ def note(message: str) -> None:
 # ---------------------------------------------------------------- opening the index
 
 
-def _table_exists(store: "Store", name: str) -> bool:
-    exists = store.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
-    store.conn.commit()
-    return bool(exists)
-
-
-def _is_empty(store: "Store") -> bool:
-    empty = store.conn.execute("SELECT NOT EXISTS (SELECT 1 FROM chunks)").fetchone()[0]
-    store.conn.commit()
-    return bool(empty)
-
-
 def acquire_writer_lock(store: "Store", wait: bool = True, say: Callable[[str], None] = note) -> None:
     """Become the only writer: take the advisory lock, waiting (with a message) unless `wait` is off."""
     if store.try_writer_lock():
@@ -97,7 +85,7 @@ def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait
     store.drop_unfinished_rebuild()
     if rebuild:
         store.begin_rebuild()
-    elif _table_exists(store, "chunks") and not store.vector_index_exists():
+    elif store.table_exists("chunks") and not store.vector_index_exists():
         # A bulk load was interrupted before its index build: build it now with enough memory
         # (ensure_schema would build it with the server's small default).
         store.ensure_vector_index()
@@ -142,9 +130,8 @@ def prune_sources(store: "Store", names: Iterable[str]) -> tuple[int, int]:
     documents = chunks = 0
     with store.transaction():
         for name in names:
-            prefix = f"{name}:"
-            chunks += store.conn.execute("DELETE FROM chunks WHERE starts_with(doc_id, %s)", (prefix,)).rowcount
-            documents += store.conn.execute("DELETE FROM documents WHERE starts_with(doc_id, %s)", (prefix,)).rowcount
+            deleted = store.delete_source(f"{name}:")
+            documents, chunks = documents + deleted[0], chunks + deleted[1]
     return documents, chunks
 
 
@@ -173,15 +160,15 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
         summary.chunks_deleted += pruned_chunks
     # Into an empty table, COPY without the HNSW index and build it once at the end: much
     # faster than growing the graph row by row.
-    bulk = bool(sources) and _is_empty(store)
+    bulk = bool(sources) and store.is_empty()
     if bulk:
         store.drop_vector_index()
 
     pipeline = Pipeline(store, embedder, progress, summary, embed_group, queue_items, commit_chunks, commit_seconds)
     pipeline.allow_mass_deletion = set(summary.pruned) & set(sources)
     pipeline.forget_list = store.forget_list()
-    reader = Store(store.url, store.search_path)  # a rebuild's reads see the new tables
-    reader.conn.autocommit = True  # reads must hold no locks that DDL or the writer could wait on
+    # A rebuild's reads see the new tables; reads must hold no locks that DDL or the writer could wait on.
+    reader = Store(store.url, store.search_path, autocommit=True)
     failed = True
     try:
         pipeline.start()
@@ -203,8 +190,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
         store.ensure_vector_index()  # also ANALYZEs
         summary.vector_index_rebuilt = True
     elif written + summary.chunks_deleted > ANALYZE_FRACTION * max(rows_before, 1):
-        store.conn.execute("ANALYZE chunks")
-        store.conn.commit()
+        store.analyze()
     summary.index_seconds = round(time.perf_counter() - began, 3)
     summary.embed_seconds = round(summary.embed_seconds, 3)
     summary.seconds = round(time.monotonic() - started, 3)
@@ -302,33 +288,22 @@ def list_index(store: "Store", source_prefix: str = "", as_json: bool = False, o
     Streams through a server-side cursor, so a big index costs no memory.
     """
     out = out or sys.stdout
-    if not _table_exists(store, "chunks"):
-        return 0
     count = 0
-    with store.conn.transaction():
-        with store.conn.cursor(name="personal_llm_list") as cur:
-            cur.itersize = 500
-            cur.execute(
-                """SELECT source, doc_id, started_at, ended_at, content, title, heading, chat_name,
-                          people, tags, source_kind
-                   FROM chunks WHERE starts_with(source, %s)
-                   ORDER BY source, doc_id, started_at NULLS FIRST, id""",
-                (source_prefix,),
-            )
-            for source, doc_id, started, ended, content, title, heading, chat, people, tags, kind in cur:
-                count += 1
-                if as_json:
-                    chunk = Chunk(content, source, doc_id, kind, title=title, heading=heading, chat_name=chat,
-                                  people=people, tags=tags, started_at=started, ended_at=ended)
-                    shown = ("source", "doc_id", "source_kind", "started_at", "ended_at", "title", "heading",
-                             "chat_name", "people", "tags")
-                    record = {**json_fields(chunk, shown), "text": content}
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                else:
-                    one_line = content.replace("\\", "\\\\").replace("\n", "\\n")
-                    # Other people's text goes to the terminal: no escape sequences in it.
-                    line = f"{source}\t{doc_id}\t{_span(started, ended)}\t{one_line}"
-                    out.write(settings.terminal_safe(line) + "\n")
+    rows = store.iter_chunks(source_prefix)
+    for source, doc_id, started, ended, content, title, heading, chat, people, tags, kind in rows:
+        count += 1
+        if as_json:
+            chunk = Chunk(content, source, doc_id, kind, title=title, heading=heading, chat_name=chat,
+                          people=people, tags=tags, started_at=started, ended_at=ended)
+            shown = ("source", "doc_id", "source_kind", "started_at", "ended_at", "title", "heading",
+                     "chat_name", "people", "tags")
+            record = {**json_fields(chunk, shown), "text": content}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        else:
+            one_line = content.replace("\\", "\\\\").replace("\n", "\\n")
+            # Other people's text goes to the terminal: no escape sequences in it.
+            line = f"{source}\t{doc_id}\t{_span(started, ended)}\t{one_line}"
+            out.write(settings.terminal_safe(line) + "\n")
     return count
 
 
@@ -414,16 +389,16 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     say = (lambda message: None) if args.quiet else note
-    import store
+    import database
 
     try:
         return run(args, say)
     except Exception as err:
-        if not store.is_database_error(err):
+        if not database.is_database_error(err):
             raise
         # Every write is in a transaction that rolled back: the index is as the last commit left it.
         raise settings.UserError(
-            f"{store.database_error_message(err)}; the index was left as the last completed "
+            f"{database.database_error_message(err)}; the index was left as the last completed "
             "documents left it. Fix the database (space, permissions, server) and re-run to finish."
         ) from None
 

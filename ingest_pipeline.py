@@ -296,7 +296,7 @@ class Pipeline:
             while True:
                 entry = _get(self.to_write, self.stop)
                 if entry is _DONE:
-                    store.conn.commit()
+                    store.commit()
                     return
                 item, vectors = entry
                 if opened_at is None:
@@ -320,15 +320,15 @@ class Pipeline:
                     pending_chunks += 1
                     # Commit only at a document boundary: the documents row is the "done" marker.
                     if pending_chunks >= self.commit_chunks or time.monotonic() - opened_at >= self.commit_seconds:
-                        store.conn.commit()
+                        store.commit()
                         pending_chunks, opened_at = 0, None
                 elif item.vanished:
-                    store.conn.commit()
+                    store.commit()
                     pending_chunks, opened_at = 0, None
         except BaseException:
             # Uncommitted work is whole documents at most (plus a part of one): dropping it
             # leaves the index as the last commit left it.
-            store.conn.rollback()
+            store.rollback()
             raise
 
     # -- main thread

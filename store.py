@@ -1,7 +1,7 @@
 """The index in PostgreSQL + pgvector: the schema, bulk writes, the forget list, and every
 statement ingestion runs (the search module runs its own reads).
 
-Where the server is comes from embedded_server.py; what goes into a row, from store_values.py.
+Where the server is and how to reach it comes from database.py; what goes into a row, from store_values.py.
 Every value goes in as a parameter; identifiers come from this file only.
 """
 from __future__ import annotations
@@ -15,8 +15,9 @@ import numpy as np
 
 import settings
 from chunking import MTIME_ORIGIN, Chunk, fold_text  # fold_text: retrieval imports it from here too
-# embedded_database_exists: main.py asks it here, beside database_url.
-from embedded_server import database_url, embedded_database_exists, redact_url
+# Asked here by main.py, the search CLI and ingestion: embedded_database_exists, database_url, the error helpers.
+from database import (connect, database_error_message, database_url, embedded_database_exists,
+                      first_error_line, is_database_error, redact_url)
 from store_values import (CHUNK_COLUMNS, CHUNK_COPY_TYPES, ForgetList, IndexInfo, chunk_row, no_nul,
                           refuse_another_model)
 
@@ -35,8 +36,6 @@ INDEX_TABLES = ("chunks", "documents", "index_meta")
 REAL_DATE = f"date_origin IS DISTINCT FROM '{MTIME_ORIGIN}'"
 
 
-# ---------------------------------------------------------------- the store
-
 # `to_regclass` of a name in the first schema of the search path only (a rebuild's tables,
 # not the live ones behind them); one parameter: the relation's name.
 _HERE = "to_regclass(format('%%I.%%I', current_schema(), %s::text))"
@@ -50,20 +49,9 @@ class Store:
         connection see the same tables, e.g. a rebuild's. `autocommit` is for readers (a chat, a
         search): each statement is its own transaction, so an idle reader holds no lock that a
         writer's DDL (the rebuild swap, the HNSW build) would wait for."""
-        import psycopg
-
         self.url = url
         self.search_path = search_path
-        try:
-            self.conn = psycopg.connect(url, connect_timeout=10, autocommit=autocommit)
-        except psycopg.OperationalError as err:
-            reason = str(err).strip().splitlines()[-1] if str(err).strip() else "connection failed"
-            raise settings.UserError(
-                f"cannot connect to the database at {redact_url(url)} ({reason}); "
-                "check DATABASE_URL, or unset it to use the embedded server"
-            )
-        except psycopg.ProgrammingError as err:
-            raise settings.UserError(f"DATABASE_URL {redact_url(url)} is not a valid connection string ({err})")
+        self.conn = connect(url, autocommit)
         self._vector_registered = False
         if search_path:
             self.conn.execute(f"SET search_path TO {search_path}")  # quoted by begin_rebuild
@@ -94,35 +82,31 @@ class Store:
         import psycopg
 
         with self.conn.cursor() as cur:
-            exists = cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
-            if exists:
+            if cur.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
                 return
             try:
                 cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            except psycopg.errors.FeatureNotSupported:
-                raise settings.UserError(
-                    f"pgvector is not installed on the server at {redact_url(self.url)}; install it "
-                    "(e.g. use the pgvector/pgvector:pg16 image) or unset DATABASE_URL for the embedded server"
-                )
             except psycopg.errors.InsufficientPrivilege:
                 raise settings.UserError(
                     f"the database user may not create the vector extension at {redact_url(self.url)}; "
                     "run CREATE EXTENSION vector once as a superuser"
                 )
-            except psycopg.errors.UndefinedFile:
+            except (psycopg.errors.FeatureNotSupported, psycopg.errors.UndefinedFile):
                 raise settings.UserError(
                     f"pgvector is not installed on the server at {redact_url(self.url)}; install it "
                     "(e.g. use the pgvector/pgvector:pg16 image) or unset DATABASE_URL for the embedded server"
                 )
 
+    def _meta(self) -> dict[str, str]:
+        """The index_meta rows ({} for a fresh database)."""
+        rows = dict(self.conn.execute("SELECT key, value FROM index_meta").fetchall()) \
+            if self.table_exists("index_meta", commit=False) else {}
+        self.conn.commit()
+        return rows
+
     def index_info(self) -> IndexInfo | None:
         """The model and dimension the index was built with, or None for a fresh database."""
-        with self.conn.cursor() as cur:
-            table = cur.execute("SELECT to_regclass('index_meta')").fetchone()[0]
-            if table is None:
-                return None
-            rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
-        self.conn.commit()
+        rows = self._meta()
         if "embedding_model" not in rows:
             return None
         return IndexInfo(rows["embedding_model"], int(rows["embedding_dimension"]), rows.get("schema_version", "?"))
@@ -161,12 +145,7 @@ class Store:
     def check_model(self, model_name: str, dimension: int, model_folder: str | None = None) -> None:
         """Refuse, with the rebuild message, a model other than the index's (see `ensure_schema`);
         reads only, so a search may call it. A database never ingested into passes."""
-        with self.conn.cursor() as cur:
-            if cur.execute("SELECT to_regclass('index_meta')").fetchone()[0] is None:
-                rows = {}
-            else:
-                rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
-        self.conn.commit()
+        rows = self._meta()
         if "embedding_model" in rows:
             refuse_another_model(rows, model_name, dimension, model_folder)
 
@@ -179,37 +158,21 @@ class Store:
         cur.execute("CREATE TABLE IF NOT EXISTS index_meta (key text PRIMARY KEY, value text NOT NULL)")
         cur.execute(
             """CREATE TABLE IF NOT EXISTS documents (
-                doc_id text PRIMARY KEY,
-                source_kind text NOT NULL,
-                fingerprint text NOT NULL,
-                chunk_count integer NOT NULL,
-                paths text[] NOT NULL DEFAULT '{}',
+                doc_id text PRIMARY KEY, source_kind text NOT NULL, fingerprint text NOT NULL,
+                chunk_count integer NOT NULL, paths text[] NOT NULL DEFAULT '{}',
                 indexed_at timestamptz NOT NULL DEFAULT now())"""
         )
         _migrate_document_paths(cur)
         cur.execute(
             sql.SQL(
                 """CREATE TABLE IF NOT EXISTS chunks (
-                id bigserial PRIMARY KEY,
-                doc_id text NOT NULL,
-                source_kind text NOT NULL,
-                source text NOT NULL,
-                content_hash text NOT NULL,
-                text_hash text,
-                content text NOT NULL,
-                title text,
-                heading text,
-                chat_name text,
-                chat_id text,
-                people text[] NOT NULL DEFAULT '{{}}',
-                people_folded text[] NOT NULL DEFAULT '{{}}',
-                people_words text[] NOT NULL DEFAULT '{{}}',
-                tags text[] NOT NULL DEFAULT '{{}}',
-                started_at timestamptz,
-                ended_at timestamptz,
-                date_origin text,
-                metadata jsonb NOT NULL DEFAULT '{{}}',
-                search_text text NOT NULL,
+                id bigserial PRIMARY KEY, doc_id text NOT NULL, source_kind text NOT NULL, source text NOT NULL,
+                content_hash text NOT NULL, text_hash text, content text NOT NULL,
+                title text, heading text, chat_name text, chat_id text,
+                people text[] NOT NULL DEFAULT '{{}}', people_folded text[] NOT NULL DEFAULT '{{}}',
+                people_words text[] NOT NULL DEFAULT '{{}}', tags text[] NOT NULL DEFAULT '{{}}',
+                started_at timestamptz, ended_at timestamptz, date_origin text,
+                metadata jsonb NOT NULL DEFAULT '{{}}', search_text text NOT NULL,
                 tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', search_text)) STORED,
                 embedding vector({dim}) NOT NULL,
                 UNIQUE (doc_id, content_hash))"""
@@ -232,10 +195,9 @@ class Store:
 
     def drop_all(self) -> None:
         """Remove the whole index (tables and meta); the next ensure_schema starts fresh."""
-        with self.conn.transaction():
-            with self.conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-                cur.execute("DROP TABLE IF EXISTS chunks, documents, index_meta")
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            cur.execute("DROP TABLE IF EXISTS chunks, documents, index_meta")
 
     def drop_vector_index(self) -> None:
         """Drop the HNSW index before a large bulk load (rebuilt by `ensure_vector_index`)."""
@@ -255,15 +217,14 @@ class Store:
 
     # -- rebuilding beside the live index
 
-    def drop_unfinished_rebuild(self) -> bool:
-        """Drop what an interrupted --rebuild left (call under the writer lock); True if there was some."""
+    def drop_unfinished_rebuild(self) -> None:
+        """Drop what an interrupted --rebuild left, if anything (call under the writer lock)."""
         from psycopg import sql
 
         with self.conn.transaction():
             found = self.conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (REBUILD_SCHEMA,)).fetchone()[0]
             if found:
                 self.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(REBUILD_SCHEMA)))
-        return bool(found)
 
     def begin_rebuild(self) -> None:
         """Point this connection at a fresh, empty schema beside the live index (call under the
@@ -313,6 +274,9 @@ class Store:
     def abandon_rebuild(self) -> None:
         """Drop the rebuild's tables and point this connection back at the live index."""
         self.drop_unfinished_rebuild()
+        self._back_to_live()
+
+    def _back_to_live(self) -> None:
         self.conn.execute("RESET search_path")
         self.conn.commit()
         self.search_path = None
@@ -332,9 +296,7 @@ class Store:
                 self.conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
                     sql.Identifier(REBUILD_SCHEMA, table), home))
             self.conn.execute(sql.SQL("DROP SCHEMA {}").format(sql.Identifier(REBUILD_SCHEMA)))
-        self.conn.execute("RESET search_path")
-        self.conn.commit()
-        self.search_path = None
+        self._back_to_live()
 
     def ensure_vector_index(self) -> None:
         """(Re)build the HNSW index with enough memory to be fast, then ANALYZE."""
@@ -343,6 +305,10 @@ class Store:
             self.conn.execute(
                 "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)"
             )
+        self.analyze()
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics of the chunks table (after a large change)."""
         self.conn.execute("ANALYZE chunks")
         self.conn.commit()
 
@@ -361,13 +327,13 @@ class Store:
 
     # -- writes
 
-    def copy_chunks(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> int:
+    def copy_chunks(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Binary-COPY chunks with their vectors, inside the caller's transaction if one is open.
 
         Chunks whose (doc_id, content_hash) is already stored must be filtered out by the caller.
         """
         if not chunks:
-            return 0
+            return
         self.register_vector()
         columns = ", ".join(CHUNK_COLUMNS)
         with self.conn.cursor() as cur:
@@ -375,13 +341,20 @@ class Store:
                 copy.set_types(CHUNK_COPY_TYPES)
                 for chunk, vector in zip(chunks, vectors, strict=True):
                     copy.write_row(chunk_row(chunk, vector))
-        return len(chunks)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic unit of writes."""
         with self.conn.transaction():
             yield
+
+    def commit(self) -> None:
+        """Commit the writes made since the last commit (outside `transaction`)."""
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        """Drop the writes made since the last commit."""
+        self.conn.rollback()
 
     def stored_hashes(self, doc_id: str) -> set[str]:
         """Content hashes stored for one document."""
@@ -443,6 +416,14 @@ class Store:
         self.conn.execute("DELETE FROM documents WHERE doc_id = ANY(%s)", (doc_ids,))
         return deleted
 
+    def delete_source(self, doc_id_prefix: str) -> tuple[int, int]:
+        """Delete every document whose id starts with the prefix, and its chunks, in the
+        caller's transaction; returns (documents, chunks)."""
+        chunks = self.conn.execute("DELETE FROM chunks WHERE starts_with(doc_id, %s)", (doc_id_prefix,)).rowcount
+        documents = self.conn.execute(
+            "DELETE FROM documents WHERE starts_with(doc_id, %s)", (doc_id_prefix,)).rowcount
+        return documents, chunks
+
     # -- the forget list (kept by --rebuild and --prune: forgetting is permanent until --unforget)
 
     def _ensure_forget_list(self) -> None:
@@ -456,12 +437,10 @@ class Store:
 
     def forget_list(self) -> "ForgetList":
         """The forget rules in force (empty when nothing was ever forgotten)."""
-        with self.conn.cursor() as cur:
-            if cur.execute("SELECT to_regclass('forget_rules')").fetchone()[0] is None:
-                self.conn.commit()
-                return ForgetList()
-            prefixes = tuple(row[0] for row in cur.execute("SELECT prefix FROM forget_rules ORDER BY prefix"))
-            texts = dict(cur.execute("SELECT DISTINCT ON (text_hash) text_hash, prefix FROM forget_texts").fetchall())
+        if not self.table_exists("forget_rules"):
+            return ForgetList()
+        prefixes = tuple(row[0] for row in self.conn.execute("SELECT prefix FROM forget_rules ORDER BY prefix"))
+        texts = dict(self.conn.execute("SELECT DISTINCT ON (text_hash) text_hash, prefix FROM forget_texts").fetchall())
         self.conn.commit()
         return ForgetList(prefixes, texts)
 
@@ -473,7 +452,7 @@ class Store:
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             self._ensure_forget_list()
             self.conn.execute("INSERT INTO forget_rules (prefix) VALUES (%s) ON CONFLICT DO NOTHING", (prefix,))
-            if self.conn.execute("SELECT to_regclass('chunks')").fetchone()[0] is None:
+            if not self.table_exists("chunks", commit=False):
                 return 0, 0
             hashes = [row[0] for row in self.conn.execute(
                 f"SELECT DISTINCT coalesce(text_hash, {TEXT_HASH_SQL}) FROM chunks WHERE starts_with(source, %s)",
@@ -496,20 +475,19 @@ class Store:
         """Drop the rule `prefix` (None if there is none); the documents it kept texts out of are
         marked changed, so the next run indexes those texts again. Returns how many."""
         with self.conn.transaction():
-            if self.conn.execute("SELECT to_regclass('forget_rules')").fetchone()[0] is None:
+            if not self.table_exists("forget_rules", commit=False):
                 return None
             doc_ids = [row[0] for row in self.conn.execute(
                 "SELECT DISTINCT doc_id FROM forget_texts WHERE prefix = %s", (prefix,))]
             if not self.conn.execute("DELETE FROM forget_rules WHERE prefix = %s", (prefix,)).rowcount:
                 return None
-            if self.conn.execute("SELECT to_regclass('documents')").fetchone()[0] is not None:
+            if self.table_exists("documents", commit=False):
                 self.conn.execute("UPDATE documents SET fingerprint = '' WHERE doc_id = ANY(%s)", (doc_ids,))
         return len(doc_ids)
 
     def forget_rules(self) -> list[tuple[str, datetime, int]]:
         """(prefix, when, texts kept out) for every rule, by prefix."""
-        if self.conn.execute("SELECT to_regclass('forget_rules')").fetchone()[0] is None:
-            self.conn.commit()
+        if not self.table_exists("forget_rules"):
             return []
         rows = self.conn.execute(
             """SELECT r.prefix, r.forgotten_at, count(DISTINCT t.text_hash) FROM forget_rules r
@@ -519,15 +497,39 @@ class Store:
 
     # -- reads
 
+    def table_exists(self, name: str, commit: bool = True) -> bool:
+        """True when the table `name` is on the search path (`commit=False`: in a transaction)."""
+        exists = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+        if commit:
+            self.conn.commit()
+        return bool(exists)
+
     def count_chunks(self) -> int:
         """Number of stored chunks (0 when the schema does not exist yet)."""
-        with self.conn.cursor() as cur:
-            if cur.execute("SELECT to_regclass('chunks')").fetchone()[0] is None:
-                self.conn.commit()
-                return 0
-            count = cur.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        if not self.table_exists("chunks"):
+            return 0
+        count = self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
         self.conn.commit()
         return count
+
+    def is_empty(self) -> bool:
+        """True when the chunks table holds no row (without counting them)."""
+        empty = self.conn.execute("SELECT NOT EXISTS (SELECT 1 FROM chunks)").fetchone()[0]
+        self.conn.commit()
+        return bool(empty)
+
+    def iter_chunks(self, source_prefix: str = "") -> Iterator[tuple]:
+        """(source, doc_id, started_at, ended_at, content, title, heading, chat_name, people,
+        tags, source_kind) of every chunk whose source starts with the prefix, in source order,
+        through a server-side cursor (a big index costs no memory); nothing without a schema."""
+        if not self.table_exists("chunks"):
+            return
+        with self.conn.transaction(), self.conn.cursor(name="personal_llm_list") as cur:
+            cur.itersize = 500
+            cur.execute("""SELECT source, doc_id, started_at, ended_at, content, title, heading, chat_name,
+                                  people, tags, source_kind FROM chunks WHERE starts_with(source, %s)
+                           ORDER BY source, doc_id, started_at NULLS FIRST, id""", (source_prefix,))
+            yield from cur
 
 
 # Chunk.text_hash in SQL, over the stored text (which is the chunk's text without NULs).
@@ -585,32 +587,6 @@ def _migrate_chunk_filters(cur) -> None:
     schema = cur.execute("SELECT current_schema()").fetchone()[0]
     for name in ("chunks_time", "chunks_people"):
         cur.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, name)))
-
-
-def is_database_error(err: BaseException) -> bool:
-    """True for psycopg's errors (checked without importing psycopg)."""
-    return type(err).__module__.split(".")[0] == "psycopg"
-
-
-def first_error_line(err: BaseException, fallback: str = "") -> str:
-    """The first line of an error's message, for a one-line report: psycopg puts DETAIL, HINT
-    and the failing SQL on the lines below. An empty message gives `fallback`, else the class name."""
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else (fallback or err.__class__.__name__)
-
-
-def database_error_message(err: BaseException) -> str:
-    """One line describing a database failure in the middle of work."""
-    import psycopg
-
-    if isinstance(err, psycopg.errors.ReadOnlySqlTransaction):
-        return "the database is read-only and refused the write"
-    if isinstance(err, psycopg.errors.DiskFull):
-        return "the database's disk is full"
-    if isinstance(err, psycopg.OperationalError):
-        return f"lost the connection to the database ({first_error_line(err, 'connection lost')})"
-    primary = getattr(getattr(err, "diag", None), "message_primary", None) or first_error_line(err)
-    return f"database error: {primary}"
 
 
 def open_store(url: str | None = None, data_dir: str | Path | None = None, autocommit: bool = False) -> Store:

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import embedded_server
+import database
 import store
 from conftest import PROJECT_DIR
 
@@ -21,8 +21,8 @@ from conftest import PROJECT_DIR
 HOLDER = """
 import sys
 sys.path.insert(0, {project!r})
-import embedded_server, store
-url = embedded_server.embedded_database_url(__import__('pathlib').Path({data!r}))
+import database, store
+url = database.embedded_database_url(__import__('pathlib').Path({data!r}))
 with store.Store(url) as s:
     s.conn.execute("CREATE TABLE IF NOT EXISTS marks (who text)")
     s.conn.execute("INSERT INTO marks VALUES (%s)", ({name!r},))
@@ -126,7 +126,7 @@ def test_database_url_setting_points_at_an_external_server(pg_server, monkeypatc
     monkeypatch.setenv("DATABASE_URL", pg_server)
     with store.open_store() as opened:
         assert opened.conn.execute("SELECT 1").fetchone()[0] == 1
-    assert embedded_server.database_url() == pg_server
+    assert database.database_url() == pg_server
 
 
 def test_user_who_may_not_create_pgvector_gets_one_clear_error_and_no_half_schema(database_url):

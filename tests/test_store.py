@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-import embedded_server
+import database
 import settings
 import store
 from chunking import MESSAGES, NOTES, Chunk
@@ -79,7 +79,7 @@ def test_copy_round_trip_keeps_text_metadata_and_vectors(db):
     )
     vector = unit(range(1, DIM + 1))
     with db.transaction():
-        assert db.copy_chunks([chunk], vector[None, :]) == 1
+        db.copy_chunks([chunk], vector[None, :])
     hit = nearest(db, vector, k=1)[0]
     assert hit.content == "Maria: 'quoted'; DROP TABLE chunks; --  and ünïcødé"
     assert hit.people == ["Maria Silva", "Me"]
@@ -194,7 +194,7 @@ def test_unwritable_data_dir_is_one_clear_error(tmp_path):
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("")
     with pytest.raises(settings.UserError) as err:
-        embedded_server.embedded_database_url(blocked / "data")
+        database.embedded_database_url(blocked / "data")
     assert "PERSONAL_LLM_DATA_DIR" in str(err.value)
 
 
@@ -205,7 +205,7 @@ def test_fold_text_ignores_case_and_accents():
 def test_first_error_line_keeps_a_one_line_report_whatever_the_message():
     # psycopg's messages carry DETAIL/HINT lines below the reason; the user sees the reason only.
     err = psycopg.OperationalError("connection to server failed\nDETAIL:  is the server running?\n")
-    assert store.first_error_line(err) == "connection to server failed"
-    assert store.first_error_line(psycopg.OperationalError(""), "connection lost") == "connection lost"
-    assert store.first_error_line(psycopg.OperationalError("  ")) == "OperationalError"
-    assert store.database_error_message(err) == "lost the connection to the database (connection to server failed)"
+    assert database.first_error_line(err) == "connection to server failed"
+    assert database.first_error_line(psycopg.OperationalError(""), "connection lost") == "connection lost"
+    assert database.first_error_line(psycopg.OperationalError("  ")) == "OperationalError"
+    assert database.database_error_message(err) == "lost the connection to the database (connection to server failed)"

@@ -1,8 +1,8 @@
-"""Where the database is: `DATABASE_URL`, or the private embedded PostgreSQL 16.
+"""Reaching the database: `DATABASE_URL` or the private embedded PostgreSQL 16, the
+connection, and one-line reports of what went wrong. No SQL here: store.py runs it.
 
 `DATABASE_URL` unset starts (or joins) a private PostgreSQL 16 from the `pgserver` package under
 `PERSONAL_LLM_DATA_DIR/pg`, reachable only through a Unix socket in an owner-only folder.
-No SQL here: the store (store.py) connects to the URL this gives.
 """
 from __future__ import annotations
 
@@ -96,3 +96,45 @@ def database_url(url: str | None = None, data_dir: str | Path | None = None) -> 
     if url:
         return url
     return embedded_database_url(settings.data_dir(data_dir))
+
+
+def connect(url: str, autocommit: bool = False):
+    """A psycopg connection to `url`; one clear error when there is none to be had."""
+    import psycopg
+
+    try:
+        return psycopg.connect(url, connect_timeout=10, autocommit=autocommit)
+    except psycopg.OperationalError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "connection failed"
+        raise settings.UserError(
+            f"cannot connect to the database at {redact_url(url)} ({reason}); "
+            "check DATABASE_URL, or unset it to use the embedded server"
+        )
+    except psycopg.ProgrammingError as err:
+        raise settings.UserError(f"DATABASE_URL {redact_url(url)} is not a valid connection string ({err})")
+
+
+def is_database_error(err: BaseException) -> bool:
+    """True for psycopg's errors (checked without importing psycopg)."""
+    return type(err).__module__.split(".")[0] == "psycopg"
+
+
+def first_error_line(err: BaseException, fallback: str = "") -> str:
+    """The first line of an error's message, for a one-line report: psycopg puts DETAIL, HINT
+    and the failing SQL on the lines below. An empty message gives `fallback`, else the class name."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else (fallback or err.__class__.__name__)
+
+
+def database_error_message(err: BaseException) -> str:
+    """One line describing a database failure in the middle of work."""
+    import psycopg
+
+    if isinstance(err, psycopg.errors.ReadOnlySqlTransaction):
+        return "the database is read-only and refused the write"
+    if isinstance(err, psycopg.errors.DiskFull):
+        return "the database's disk is full"
+    if isinstance(err, psycopg.OperationalError):
+        return f"lost the connection to the database ({first_error_line(err, 'connection lost')})"
+    primary = getattr(getattr(err, "diag", None), "message_primary", None) or first_error_line(err)
+    return f"database error: {primary}"
