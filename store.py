@@ -99,8 +99,9 @@ class Store:
 
     def _meta(self) -> dict[str, str]:
         """The index_meta rows ({} for a fresh database)."""
-        rows = dict(self.conn.execute("SELECT key, value FROM index_meta").fetchall()) \
-            if self.table_exists("index_meta", commit=False) else {}
+        rows = {}
+        if self.table_exists("index_meta", commit=False):
+            rows = dict(self.conn.execute("SELECT key, value FROM index_meta").fetchall())
         self.conn.commit()
         return rows
 
