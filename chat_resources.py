@@ -8,6 +8,7 @@ background while the greeting prints.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from typing import TYPE_CHECKING, Callable
 
@@ -40,7 +41,10 @@ class StoreRetriever:
         if self.store is None:
             connect = self._connect
             if connect is None:
-                from store import Store as connect
+                from store import Store
+
+                # A reader idle between turns must hold no lock a rebuild's swap would wait for.
+                connect = functools.partial(Store, autocommit=True)
             try:
                 self.store = connect(self.url)
             except settings.UserError as err:
@@ -65,7 +69,7 @@ class StoreRetriever:
             return search(store, self.embedder, request, k=k)
         except psycopg.Error as err:
             self._drop()
-            from store import first_error_line
+            from database import first_error_line
 
             raise DatabaseDown(f"the database is not reachable ({first_error_line(err)})")
 
@@ -83,7 +87,7 @@ class StoreRetriever:
             return window_passages(store, request)
         except psycopg.Error as err:
             self._drop()
-            from store import first_error_line
+            from database import first_error_line
 
             raise DatabaseDown(f"the database is not reachable ({first_error_line(err)})")
 

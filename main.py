@@ -211,22 +211,23 @@ def main(argv: list[str] | None = None, *, llm: "ChatModel | None" = None, retri
     # that cannot get its models writes nothing. The models then load in the background, so the
     # greeting and the prompt come at once (the first message waits for them).
     if retriever is None:
+        import database
         import store as store_module
         from embedding_generator_multilingual import load_embedder
         from retrieve_related_content_from_db import EmptyIndexError, check_index
 
         external = settings.get("DATABASE_URL", args.database_url)
         if external:
-            store = store_module.Store(external)
+            store = store_module.Store(external, autocommit=True)
             empty = store.count_chunks() == 0
         else:
-            empty = not store_module.embedded_database_exists(settings.data_dir(args.data_dir))
+            empty = not database.embedded_database_exists(settings.data_dir(args.data_dir))
         if empty:
             print(empty_index_hint, file=stderr, flush=True)
         fetch_chat_models(args, embedder=True, llm=llm is None)
-        url = external or store_module.database_url(None, args.data_dir)
+        url = external or database.database_url(None, args.data_dir)
         if not external:
-            store = store_module.Store(url)
+            store = store_module.Store(url, autocommit=True)
             if not empty and store.count_chunks() == 0:
                 print(empty_index_hint, file=stderr, flush=True)
         embedder = load_embedder(args.embedding_model)

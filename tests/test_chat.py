@@ -573,3 +573,24 @@ def test_unreachable_database_at_start_is_an_error(tmp_path):
     with pytest.raises(settings.UserError, match="cannot connect to the database"):
         chat.main(["--database-url", f"postgresql:///x?host={tmp_path}&connect_timeout=1"],
                   stdin=io.StringIO(""), stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_the_chat_connection_holds_no_lock_between_turns(database_url, embedder):
+    """A chat idle between turns must not block ingestion: a rebuild's swap takes an exclusive
+    lock on the tables, and a reader left inside a transaction would make it wait forever."""
+    import psycopg
+
+    from chat_resources import StoreRetriever
+    from retrieve_related_content_from_db import SearchRequest
+
+    _ingest(database_url, embedder)
+    retriever = StoreRetriever(database_url, embedder)
+    assert retriever(SearchRequest("Kyoto with Maria", people=["Maria"]), 10).hits
+    backend = retriever.store.conn.info.backend_pid
+    with psycopg.connect(database_url, autocommit=True) as other:
+        state = other.execute("SELECT state FROM pg_stat_activity WHERE pid = %s", (backend,)).fetchone()[0]
+        assert state == "idle"
+        with other.transaction():
+            other.execute("SET LOCAL lock_timeout = '2s'")
+            other.execute("LOCK TABLE chunks, documents IN ACCESS EXCLUSIVE MODE")  # would time out
+    retriever._drop()
