@@ -23,6 +23,11 @@ DEFAULT_CPU_BATCH_SIZE = 16
 DEFAULT_GPU_BATCH_SIZE = 64
 # Special tokens the model adds around every text ([CLS]/[SEP], <s>/</s>).
 SPECIAL_TOKEN_ALLOWANCE = 2
+# The cosine under which no passage counts as close to a question (the search then says so).
+# Similarities depend on the family: E5 puts unrelated texts high, MiniLM-like models near 0
+# (measured in bench/bench_retrieval.py --throughput, which prints both distributions).
+CLOSE_SCORE_E5 = 0.80
+CLOSE_SCORE = 0.30
 
 
 def is_e5_model(name: str) -> bool:
@@ -192,6 +197,11 @@ class Embedder:
         return self._batch_size
 
     @property
+    def close_score(self) -> float:
+        """The cosine under which a passage is not close to a query, for this model's family."""
+        return CLOSE_SCORE_E5 if self.query_prefix else CLOSE_SCORE
+
+    @property
     def max_seq_length(self) -> int:
         """Most tokens the model reads, special tokens included (from its folder, else the model)."""
         if self._facts.max_seq_length is not None:
@@ -214,6 +224,12 @@ class Embedder:
         folder allows: the limit from sentence_bert_config.json, the prefix through tokenizer.json.
         """
         return self.max_seq_length - self._prefix_tokens(self.passage_prefix) - SPECIAL_TOKEN_ALLOWANCE
+
+    @functools.cached_property
+    def query_token_budget(self) -> int:
+        """Most tokens a search query may have so prefix + text + special tokens fit the model
+        (the model would silently drop the rest; the search cuts a longer question and says so)."""
+        return self.max_seq_length - self._prefix_tokens(self.query_prefix) - SPECIAL_TOKEN_ALLOWANCE
 
     def _prefix_tokens(self, prefix: str) -> int:
         if not prefix:
@@ -238,6 +254,10 @@ class Embedder:
     def embed_query(self, text: str) -> np.ndarray:
         """One normalised float32 vector for a search query, with the query prefix added."""
         return self._encode([self.query_prefix + text])[0]
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """`embed_query` for many queries in one batch (the search CLI's stdin, sub-queries)."""
+        return self._encode([self.query_prefix + t for t in texts])
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         model = self.model

@@ -1,6 +1,8 @@
 """The "document keeper": one short, greedy LLM pass that turns the conversation into a search
-request - a self-contained query plus optional date, person and source filters, and whether the
-message is about a whole period ("what did I do last summer?": the chat then reads every passage).
+request - a self-contained query plus optional date, person and source filters, whether the
+message is about a whole period ("what did I do last summer?": the chat then reads every passage),
+and, for a question that joins several facts, up to three sub-queries ("parts"), which the
+search ranks beside the query and fuses by reciprocal rank.
 
     python formulate_query_for_retrieving_content.py "what did Maria and I plan last weekend?"
     {"query": "plans with Maria for the weekend", "since": "2024-05-04", "until": "2024-05-05", ..., "summary": false}
@@ -32,21 +34,23 @@ DEFAULT_KEEPER_MESSAGES = 6  # the last turns that can hold what "that" refers t
 DEFAULT_MESSAGE_CHARS = 1200  # each earlier message is cut to this for the keeper
 DEFAULT_MAX_QUERY_CHARS = 500
 DEFAULT_MAX_PEOPLE = 5
+MAX_SUB_QUERIES = 3  # "parts": one query per fact a question joins
 EARLIEST_YEAR = 1970  # dates before this are the model's mistakes, not the user's archive
 
-KEEPER_PROMPT = """You are the document keeper of a personal archive: the user's notes and chat messages. Do not answer. Write the search request that finds the passages needed for the user's LAST message.
+KEEPER_PROMPT = """You are the document keeper of a personal archive of notes and chats. Do not answer. Write the search request for the passages the user's LAST message needs.
 
 Today is {today} ({weekday}).
 
 Fields:
-- "query": one self-contained search query. Replace "it", "she", "there" with what they refer to; keep names and rare words as written; use the conversation's language.
-- "since", "until": when the message names a time ("yesterday", "last summer", "in 2021"), its first and last day as YYYY-MM-DD, from today's date; else null.
-- "people": other people the message is about; [] if none.
-- "source": "messages" for chats or what someone wrote, "notes" for the user's own notes or diary; else null.
-- "summary": true when it asks about a whole period ("what did I do in May?", "como foi minha semana com a Maria?"), false for one fact.
+- "query": one self-contained search query: replace "it", "she", "there" with what they mean; keep names and rare words; use the conversation's language.
+- "since", "until": a time the message names ("yesterday", "last summer", "in 2021") as its first and last day, YYYY-MM-DD; else null.
+- "people": other people it is about; [] if none.
+- "source": "messages" for chats, "notes" for notes or diary; else null.
+- "summary": true when it asks about a whole period ("what did I do in May?", "como foi minha semana com a Maria?"), else false.
+- "parts": if it joins facts ("where did Ana go after her new job?"), a short query per fact (at most 3); else [].
 
 Reply with the JSON object only, for example:
-{{"query": "plans with Maria for Saturday", "since": null, "until": null, "people": ["Maria"], "source": "messages", "summary": false}}"""
+{{"query": "plans with Maria for Saturday", "since": null, "until": null, "people": ["Maria"], "source": "messages", "summary": false, "parts": []}}"""
 
 KEEPER_REQUEST = "Conversation:\n{conversation}\n\nThe search request for the user's last message, as JSON:"
 
@@ -153,7 +157,8 @@ def parse_keeper_output(text: str, fallback: str, today: date | None = None) -> 
     if since and until and since > until:
         since = until = None
     return SearchRequest(query=query, since=since, until=until, people=_people(fields.get("people")),
-                         source_kind=_source(fields.get("source")), summary=_flag(fields.get("summary")))
+                         source_kind=_source(fields.get("source")), summary=_flag(fields.get("summary")),
+                         sub_queries=_parts(fields.get("parts"), query))
 
 
 def _json_fields(text: str) -> dict | None:
@@ -181,9 +186,10 @@ def _json_fields(text: str) -> dict | None:
     flag = re.search(r'["\']?summary["\']?\s*:\s*(true|false)', text[start:], re.IGNORECASE)
     if flag:
         fields["summary"] = flag[1].lower() == "true"
-    people = re.search(r'["\']?people["\']?\s*:\s*\[([^\]]*)', text[start:])
-    if people:
-        fields["people"] = re.findall(r'"((?:[^"\\]|\\.)+)"', people[1])
+    for key in ("people", "parts"):  # the complete strings of a list, cut off or not
+        items = re.search(rf'["\']?{key}["\']?\s*:\s*\[([^\]]*)', text[start:])
+        if items:
+            fields[key] = re.findall(r'"((?:[^"\\]|\\.)+)"', items[1])
     return fields or None
 
 
@@ -241,6 +247,23 @@ def _people(value) -> list[str]:
     return people[:DEFAULT_MAX_PEOPLE]
 
 
+def _parts(value, query: str) -> list[str]:
+    """The sub-queries: cleaned like the query, each once, none equal to the query itself, at
+    most MAX_SUB_QUERIES."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return []
+    parts: list[str] = []
+    seen = {query.casefold()}
+    for item in value:
+        part = _usable(item)
+        if part and part.casefold() not in seen:
+            seen.add(part.casefold())
+            parts.append(part)
+    return parts[:MAX_SUB_QUERIES]
+
+
 def _flag(value) -> bool:
     """The summary flag: JSON true, or the words weak models write for it."""
     if isinstance(value, str):
@@ -267,6 +290,7 @@ def request_to_json(request: SearchRequest) -> dict:
         "people": list(request.people),
         "source": request.source_kind,
         "summary": request.summary,
+        "parts": list(request.sub_queries),
     }
 
 

@@ -15,20 +15,18 @@ holds the SQL that reads the index.
 """
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import re
-import sys
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import settings
 from chunking import MESSAGES, MTIME_ORIGIN, NOTES
-# The search's types and SQL-free steps, re-exported: callers import them from here.
-from search_results import (DEFAULT_TOP_K, MAX_CHUNKS_PER_DOCUMENT, MIN_WORD_LENGTH, RRF_K, STOPWORDS, Hit,
-                            SearchRequest, SearchResult, by_fused_score, date_bound, diversify, diversity_key,
-                            filter_names, format_hit, fuse_ranking, hits_json, parse_date, result_json,
-                            text_query_words)
+# The search's types and SQL-free steps; callers may import them from here as before.
+from search_results import (DEFAULT_TOP_K, MAX_CHUNKS_PER_DOCUMENT, MIN_WORD_LENGTH, RRF_K, STOPWORDS,  # noqa: F401
+                            Hit, SearchRequest, SearchResult, by_fused_score, date_bound, diversify, diversity_key,
+                            embed_queries, filter_names, fit_query, format_hit, fuse_ranking, fuse_rankings,
+                            hits_json, join_notes, nothing_close_note, parse_date, result_json, text_query_words)
 
 if TYPE_CHECKING:  # heavy modules load only when a search runs
     from embedding_generator_multilingual import Embedder
@@ -292,34 +290,72 @@ def _run(store: "Store", vector, request: SearchRequest, k: int, mode: str, use_
 
 def search(store: "Store", embedder: "Embedder", request: SearchRequest, k: int = DEFAULT_TOP_K,
            mode: str = DEFAULT_MODE) -> SearchResult:
-    """The top-`k` chunks for `request`, best first (see the module docstring for the scores).
+    """The top-`k` chunks for `request`, best first (see the module docstring for the scores);
+    the request's sub-queries are embedded in the same batch and fused in (`search_vector`).
 
-    A filtered search that finds nothing is repeated without filters (`fell_back`, `note`).
-    Raises EmptyIndexError when nothing was ingested, UserError for a model mismatch."""
+    A filtered search that finds nothing is repeated without filters (`fell_back`, `note`); a
+    question too long for the embedder is cut, and one with no close passage still gets the
+    nearest ones, each with a note. Raises EmptyIndexError when nothing was ingested,
+    UserError for a model mismatch."""
     if mode not in MODES:
         raise settings.UserError(f"search mode {mode!r} is not one of {', '.join(MODES)}")
     check_index(store, embedder)
-    vector = embedder.embed_query(request.query)
-    return search_vector(store, vector, request, k, mode)
+    return search_embedded(store, embedder, [request], k, mode)[0]
+
+
+def search_embedded(store: "Store", embedder: "Embedder", requests: list[SearchRequest], k: int = DEFAULT_TOP_K,
+                    mode: str = DEFAULT_MODE) -> list[SearchResult]:
+    """`search` for several requests, their questions and sub-queries embedded in one batch
+    (the index already checked: `check_index`); one result per request, in order."""
+    texts, cut_notes, spans = [], [], []
+    for request in requests:
+        fitted = [fit_query(embedder, text) for text in (request.query, *request.sub_queries)]
+        spans.append((len(texts), len(texts) + len(fitted)))
+        texts.extend(text for text, _ in fitted)
+        cut_notes.append(fitted[0][1])  # a cut sub-query is the keeper's business, not the user's
+    vectors = embed_queries(embedder, texts)
+    results = []
+    for request, (first, last), cut_note in zip(requests, spans, cut_notes):
+        result = search_vector(store, vectors[first], request, k, mode, sub_vectors=vectors[first + 1:last])
+        result.note = join_notes(cut_note, result.note,
+                                 nothing_close_note(result.hits, getattr(embedder, "close_score", None)))
+        results.append(result)
+    return results
 
 
 def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAULT_TOP_K,
-                  mode: str = DEFAULT_MODE) -> SearchResult:
-    """`search` with the query already embedded (benchmarks, tests with chosen vectors)."""
-    rows, applied = _run(store, vector, request, k, mode, use_filters=True)
+                  mode: str = DEFAULT_MODE, sub_vectors=()) -> SearchResult:
+    """`search` with the query already embedded (benchmarks, tests with chosen vectors).
+    `sub_vectors`: the embedded `request.sub_queries`; each is ranked under the same filters
+    (or none, after a fallback) and fused with the question's ranking by reciprocal rank."""
+    hits, applied = _ranking(store, vector, request, k, mode, use_filters=True)
     fell_back, note = False, None
-    if not rows and applied:
+    if not hits and applied:
         what = " and ".join(filter_names(applied))
         note = f"no passages matched the {what} filter; showing unfiltered results"
-        fell_back, applied = True, {}
-        rows, _ = _run(store, vector, request, k, mode, use_filters=False)
-    if not rows:
+        fell_back = True
+        hits, applied = _ranking(store, vector, request, k, mode, use_filters=False)
+    if not hits:
         raise EmptyIndexError(EMPTY_INDEX_HINT)
-    hits = [_row_to_hit(row, mode) for row in rows]
-    if mode == "hybrid" and not request.people:
-        hits = _with_named_people(store, vector, request, k, hits, applied if not fell_back else {})
+    if len(sub_vectors):
+        rankings = [hits]
+        for query, sub_vector in zip(request.sub_queries, sub_vectors):
+            sub_request = dataclasses.replace(request, query=query, sub_queries=[])
+            rankings.append(_ranking(store, sub_vector, sub_request, k, mode, use_filters=not fell_back)[0])
+        hits = fuse_rankings(rankings)
     hits = with_chat_context(store, diversify(hits, len(hits)), k)
     return SearchResult(hits=hits, request=request, filters_applied=applied, fell_back=fell_back, note=note)
+
+
+def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
+             use_filters: bool) -> tuple[list[Hit], dict]:
+    """(candidates best first, the filters applied) for one query: the SQL's fused vector and
+    keyword rankings, then in hybrid mode the named people's passages fused in."""
+    rows, applied = _run(store, vector, request, k, mode, use_filters=use_filters)
+    hits = [_row_to_hit(row, mode) for row in rows]
+    if hits and mode == "hybrid" and not request.people:
+        hits = _with_named_people(store, vector, request, k, hits, applied)
+    return hits, applied
 
 
 # ---------------------------------------------------------------- names as signals
@@ -364,8 +400,6 @@ def named_people(store: "Store", query: str) -> list[str]:
 def _with_named_people(store: "Store", vector, request: SearchRequest, k: int, hits: list[Hit],
                        applied: dict) -> list[Hit]:
     """`hits` re-fused with the named people's own passages (vector order) as a third RRF list."""
-    import dataclasses
-
     names = named_people(store, request.query)
     if not names:
         return hits
@@ -495,105 +529,16 @@ def explain_search(store: "Store", vector, request: SearchRequest, k: int = DEFA
     return plan
 
 
-# ---------------------------------------------------------------- CLI
-
-
-def _print_window(store: "Store", embedder: "Embedder", request: SearchRequest, as_json: bool) -> None:
-    """The --all output: every passage of the window, oldest first."""
-    hits = window_passages(store, request, embedder.embed_query(request.query))
-    if as_json:
-        _, applied = _filter_sql(request, {})
-        print(json.dumps(hits_json(hits, applied), ensure_ascii=False), flush=True)
-        return
-    print(f"{len(hits)} passage{'' if len(hits) == 1 else 's'} in the window, oldest first")
-    for number, hit in enumerate(hits, 1):
-        print(format_hit(number, hit))
-
-
-def setup_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Search your indexed notes and messages (hybrid vector + keyword search).")
-    parser.add_argument("query", help='what to look for; "-" reads one query per line from stdin (JSON Lines out)')
-    parser.add_argument("-k", type=int, default=None, help=f"number of passages (RETRIEVAL_TOP_K, default {DEFAULT_TOP_K})")
-    parser.add_argument("--json", action="store_true",
-                        help="print a JSON array of hits (source, content, score, metadata, applied filters)")
-    parser.add_argument("--since", help="only passages from this date on: YYYY, YYYY-MM or YYYY-MM-DD")
-    parser.add_argument("--until", help="only passages up to this date (inclusive): YYYY, YYYY-MM or YYYY-MM-DD")
-    parser.add_argument("--person", action="append", default=[], help="only passages with/about this person (repeatable)")
-    parser.add_argument("--source", choices=SOURCE_KINDS, help="only notes or only messages")
-    parser.add_argument("--mode", choices=MODES, default=DEFAULT_MODE, help="hybrid (default) or vector only")
-    parser.add_argument("--all", action="store_true",
-                        help="every passage of the window (--since/--until, --person, --source) in time order, "
-                             "no top-k; the score is each passage's similarity to the query")
-    parser.add_argument("--database-url", help="PostgreSQL URL (DATABASE_URL); unset: the embedded server")
-    parser.add_argument("--data-dir", help="data folder of the embedded server (PERSONAL_LLM_DATA_DIR)")
-    parser.add_argument("--embedding-model", help="hub id or folder (EMBEDDING_MODEL); must be the one used to ingest")
-    return parser
-
-
-def _parse_cli_date(text: str | None, flag: str, end: bool) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        return parse_date(text, end=end)
-    except ValueError:
-        raise settings.UserError(f"{flag} {text!r} is not a date; use YYYY, YYYY-MM or YYYY-MM-DD")
+def applied_filters(request: SearchRequest) -> dict:
+    """The filters a request applies, as `SearchResult.filters_applied` shows them."""
+    return _filter_sql(request, {})[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = setup_arg_parser().parse_args(argv)
-    import psycopg
+    """The search CLI (see the module docstring); its flags and loop are in `search_cli`."""
+    from search_cli import main as cli_main
 
-    from embedding_generator_multilingual import load_embedder
-    from store import first_error_line, open_store
-
-    k = settings.get_int("RETRIEVAL_TOP_K", args.k)
-    if k is None or k < 1:
-        raise settings.UserError(f"-k {k} must be at least 1")
-    since = _parse_cli_date(args.since, "--since", end=False)
-    until = _parse_cli_date(args.until, "--until", end=True)
-    if since and until and since > until:
-        raise settings.UserError(f"--since {args.since} is after --until {args.until}")
-    if args.all and (args.k is not None or args.query == "-"):
-        raise settings.UserError("--all prints every passage of the window: it takes one query and no -k")
-    if args.all and not (since or until or args.person or args.source):
-        raise settings.UserError("--all needs a window: add --since/--until (YYYY, YYYY-MM or YYYY-MM-DD), "
-                                 "--person or --source")
-    if args.query == "-":
-        queries = (line.strip() for line in sys.stdin)
-    else:
-        if not args.query.strip():
-            raise settings.UserError('the query is empty; pass some words, or "-" to read queries from stdin')
-        queries = iter([args.query])
-    try:
-        with open_store(args.database_url, args.data_dir, autocommit=True) as store:
-            if store.index_info() is None:
-                raise EmptyIndexError(EMPTY_INDEX_HINT)
-            embedder = load_embedder(args.embedding_model)
-            check_index(store, embedder)
-            for query in queries:
-                if not query:
-                    continue
-                request = SearchRequest(query, since=since, until=until, people=args.person,
-                                        source_kind=args.source)
-                if args.all:
-                    _print_window(store, embedder, request, args.json)
-                    continue
-                result = search(store, embedder, request, k=k, mode=args.mode)
-                if result.note:
-                    print(f"note: {result.note}", file=sys.stderr)
-                if args.json or args.query == "-":
-                    print(json.dumps(result_json(result), ensure_ascii=False), flush=True)
-                    continue
-                if result.filters_applied:
-                    shown = ", ".join(f"{key}={value}" for key, value in result.filters_applied.items())
-                    print(f"filters: {shown}")
-                for rank, hit in enumerate(result.hits, 1):
-                    print(format_hit(rank, hit))
-    except psycopg.Error as err:
-        raise settings.UserError(f"database error during search ({first_error_line(err)}); "
-                                 "check DATABASE_URL and the server log")
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ class SearchRequest:
     source_kind: str | None = None  # chunking.NOTES / chunking.MESSAGES / None for both
     note: str | None = None  # for the user: why the request is plainer than asked (the keeper could not run)
     summary: bool = False  # a question about the whole period: read every passage of the window
+    # The facts a question joins, one query each (the keeper writes them; the search CLI none):
+    # each is searched under the same filters and fused with the question's own ranking.
+    sub_queries: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -170,6 +173,71 @@ def text_query_words(query: str) -> list[str]:
     return words[:MAX_QUERY_WORDS]
 
 
+# ---------------------------------------------------------------- the question as embedded
+
+
+def fit_query(embedder, text: str) -> tuple[str, str | None]:
+    """(the text to embed, a note for the user or None): a question longer than the embedder's
+    `query_token_budget` is cut at the last whole word that fits (the model would silently drop
+    the rest). An embedder that cannot count tokens gets the text as it is."""
+    budget = getattr(embedder, "query_token_budget", None)
+    count = getattr(embedder, "count_tokens", None)
+    if budget is None or count is None:
+        return text, None
+    total = count(text)
+    if total <= budget:
+        return text, None
+    # Binary search for the longest prefix that fits: over word ends, else (one huge "word")
+    # over characters.
+    ends = [m.end() for m in re.finditer(r"\S+", text)]
+    kept = _longest_fitting(ends, lambda end: count(text[:end]) <= budget)
+    if kept == 0:
+        ends = list(range(1, len(text) + 1))
+        kept = _longest_fitting(ends, lambda end: count(text[:end]) <= budget)
+    cut = text[:ends[kept - 1]] if kept else ""
+    return cut, (f"the question is {total} tokens, more than the embedding model reads ({budget}); "
+                 f"searched with its first {len(cut.split())} words")
+
+
+def _longest_fitting(ends: list[int], fits) -> int:
+    """How many of the increasing `ends` fit (`fits` is monotone: true, then false)."""
+    low, high = 0, len(ends)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(ends[middle - 1]):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def embed_queries(embedder, texts: list[str]):
+    """Query vectors for `texts` (rows), in one batch where the embedder has `embed_queries`."""
+    import numpy as np
+
+    batch = getattr(embedder, "embed_queries", None)
+    if batch is not None:
+        return batch(texts)
+    return np.stack([embedder.embed_query(text) for text in texts])
+
+
+def nothing_close_note(hits: list[Hit], close_score: float | None) -> str | None:
+    """The note for a search whose best passage is less similar than `close_score` (the
+    embedder's `close_score`; None: no judgement), else None. The hits are shown anyway."""
+    if close_score is None or not hits:
+        return None
+    best = max(hit.score for hit in hits)
+    if best >= close_score:
+        return None
+    return (f"nothing in the index is close to this question (best similarity {best:.2f}); "
+            "these are the nearest passages")
+
+
+def join_notes(*notes: str | None) -> str | None:
+    """The notes that are set, as one line ("; " between them), or None."""
+    return "; ".join(n for n in notes if n) or None
+
+
 # ---------------------------------------------------------------- fusion and the cap
 
 
@@ -183,6 +251,22 @@ def fuse_ranking(fused: dict[int, Hit], ranking: list[Hit], weight: float = 1.0)
             known = fused[hit.chunk_id] = hit
             known.fused_score, known.vector_rank, known.text_rank = 0.0, None, None
         known.fused_score = (known.fused_score or 0.0) + weight / (RRF_K + rank)
+
+
+def fuse_rankings(rankings: list[list[Hit]]) -> list[Hit]:
+    """Several rankings of one search (the question's, then each sub-query's) as one, by
+    reciprocal rank: a hit's fused score is the sum of 1 / (RRF_K + rank) over the lists it is
+    in. A hit keeps the scores of the first list that has it (its cosine to that query).
+    "[a b c], [c d] -> c a b d" (c: 1/63 + 1/61 beats a: 1/61)."""
+    fused: dict[int, Hit] = {}
+    totals: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, 1):
+            fused.setdefault(hit.chunk_id, hit)
+            totals[hit.chunk_id] = totals.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    for chunk_id, hit in fused.items():
+        hit.fused_score = totals[chunk_id]
+    return by_fused_score(fused.values())
 
 
 def by_fused_score(hits) -> list[Hit]:

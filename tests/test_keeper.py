@@ -25,7 +25,7 @@ def test_clean_json_gives_query_and_filters():
     out = parsed('{"query": "Kyoto trip", "since": "2021-06-01", "until": "2021-06-30", '
                  '"people": ["Maria", "João"], "source": "messages"}')
     assert out == {"query": "Kyoto trip", "since": "2021-06-01", "until": "2021-06-30",
-                   "people": ["Maria", "João"], "source": "messages", "summary": False}
+                   "people": ["Maria", "João"], "source": "messages", "summary": False, "parts": []}
     request = parse_keeper_output('{"query": "x", "until": "2021-06-30"}', "", TODAY)
     assert (request.until.hour, request.until.minute) == (23, 59)  # until covers the whole day
 
@@ -49,7 +49,7 @@ def test_messy_output_still_gives_the_query(text, query):
                                   '{"query": 42}', "...", "{", "Query:"])
 def test_unusable_output_falls_back_to_the_last_message(text):
     assert parsed(text) == {"query": "FALLBACK", "since": None, "until": None, "people": [], "source": None,
-                            "summary": False}
+                            "summary": False, "parts": []}
 
 
 def test_partial_json_keeps_what_was_complete():
@@ -97,6 +97,32 @@ def test_keeper_prompt_leaves_room_on_the_tiny_model(tiny_llama_dir):
     tiny = ChatModel(AutoTokenizer.from_pretrained(tiny_llama_dir), context_window=1024)
     messages = keeper_messages([{"role": "user", "content": "what did I do last summer?"}], TODAY)
     assert tiny.count_tokens(messages) + DEFAULT_KEEPER_MAX_TOKENS <= 1024 - 64
+
+
+def test_parts_become_sub_queries_for_a_question_that_joins_facts():
+    out = parsed('{"query": "where Maria went after she changed jobs", "people": ["Maria"], '
+                 '"parts": ["Maria changed jobs", "Maria trip after the new job"]}')
+    assert out["parts"] == ["Maria changed jobs", "Maria trip after the new job"]
+    # Cleaned like the query; the query itself, repeats, non-strings and a fourth part dropped.
+    out = parsed('{"query": "Kyoto and Osaka trips", "parts": ["Query: Kyoto trip", "kyoto trip", 7, "",'
+                 ' "Kyoto and Osaka trips", "Osaka trip", "Nara day trip", "Kobe beef dinner"]}')
+    assert out["parts"] == ["Kyoto trip", "Osaka trip", "Nara day trip"]
+    assert parsed('{"query": "q", "parts": "the cat\'s name"}')["parts"] == ["the cat's name"]
+    assert parsed('{"query": "q", "parts": {"a": 1}}')["parts"] == []
+
+
+def test_cut_off_parts_keep_the_complete_ones():
+    out = parsed('{"query": "Ana after her new job", "since": null, "parts": ["Ana new job", "Ana moved to Por')
+    assert out["query"] == "Ana after her new job" and out["parts"] == ["Ana new job"]
+
+
+def test_the_keeper_request_carries_its_parts():
+    llm = FakeLLM(['{"query": "where Ana went after the new job", "parts": ["Ana new job", "Ana trip"]}'])
+    request = formulate_request(llm, [{"role": "user", "content": "where did Ana go after her new job?"}], TODAY)
+    assert request.query == "where Ana went after the new job"
+    assert request.sub_queries == ["Ana new job", "Ana trip"]
+    # No keeper (the search CLI, or no model): the plain question alone.
+    assert formulate_request(None, [{"role": "user", "content": "where did Ana go?"}], TODAY).sub_queries == []
 
 
 def test_people_and_source_are_cleaned():
@@ -152,7 +178,7 @@ def test_cli_prints_the_request(tiny_llama_dir, capsys):
     raw_line, request_line = capsys.readouterr().out.strip("\n").split("\n")
     assert "raw" in json.loads(raw_line)
     request = json.loads(request_line)
-    assert set(request) == {"query", "since", "until", "people", "source", "summary"}
+    assert set(request) == {"query", "since", "until", "people", "source", "summary", "parts"}
     assert request["query"]  # the random model's words, or the message itself
 
 

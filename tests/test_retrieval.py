@@ -585,3 +585,128 @@ def test_cli_on_an_empty_database_names_the_ingestion_command(pg_server, embeddi
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: {retrieval.EMPTY_INDEX_HINT}"]
+
+
+# ---------------------------------------------------------------- sub-queries, bad input, batches
+
+
+class MappingEmbedder(FakeEmbedder):
+    """A chosen vector per query text (the rest get [1, 0, 0, 0]); records what it embedded."""
+
+    def __init__(self, vectors: dict[str, list[float]], close_score: float | None = None):
+        super().__init__()
+        self.vectors = {text: unit(v) for text, v in vectors.items()}
+        if close_score is not None:
+            self.close_score = close_score
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.queries.append(text)
+        return self.vectors.get(text, self.vector)
+
+
+def test_fuse_rankings_sums_reciprocal_ranks_over_the_lists():
+    from search_results import Hit, fuse_rankings
+
+    def hit(n):
+        return Hit(text=n, source=n, score=0.0, doc_id=n, source_kind=NOTES, chunk_id=ord(n))
+
+    a, b, c, d = (hit(n) for n in "abcd")
+    fused = fuse_rankings([[a, b, c], [hit("c"), d]])
+    assert [h.text for h in fused] == ["c", "a", "b", "d"]  # c: 1/63 + 1/61; b and d tie at 1/62
+    assert fused[0] is c and fused[0].fused_score == pytest.approx(1 / 63 + 1 / 61)
+
+
+def test_sub_queries_are_searched_and_fused_with_the_question(db):
+    # Three passages near the question, one near each sub-query; no word in common with any.
+    vectors = {"A1": [1, 0, 0, 0.1], "A2": [1, 0, 0, 0.2], "A3": [1, 0, 0, 0.3], "B": [0, 1, 0, 0.1],
+               "C": [0, 0, 1, 0.1]}
+    fill(db, [note(n, f"passage {n.lower()}") for n in vectors], [unit(v) for v in vectors.values()])
+    embedder = MappingEmbedder({"alpha question": [1, 0, 0, 0], "beta fact": [0, 1, 0, 0], "gamma fact": [0, 0, 1, 0]})
+    plain = retrieval.search(db, embedder, SearchRequest("alpha question"), k=4)
+    assert [h.title for h in plain.hits] == ["A1", "A2", "A3", "B"]
+    joined = retrieval.search(db, embedder, SearchRequest("alpha question", sub_queries=["beta fact", "gamma fact"]), k=5)
+    # Ranks (question, beta, gamma): A1 1,2,2; A2 2,3,3; B 4,1,5; C 5,5,1; A3 3,4,4.
+    assert [h.title for h in joined.hits] == ["A1", "A2", "B", "C", "A3"]
+    assert embedder.queries[-3:] == ["alpha question", "beta fact", "gamma fact"]
+    assert joined.hits[2].fused_score == pytest.approx(1 / 64 + 1 / 61 + 1 / 65)
+
+
+def test_sub_queries_keep_the_question_s_filters(db):
+    fill(db, [note("Old", "old passage", started_at=datetime(2020, 1, 1, tzinfo=UTC)),
+              note("New", "new passage", started_at=datetime(2023, 1, 1, tzinfo=UTC))],
+         [unit([1, 0, 0, 0.1]), unit([0, 1, 0, 0.1])])
+    embedder = MappingEmbedder({"beta fact": [0, 1, 0, 0]})
+    request = SearchRequest("alpha", since=datetime(2019, 1, 1, tzinfo=UTC), until=datetime(2021, 1, 1, tzinfo=UTC),
+                            sub_queries=["beta fact"])
+    result = retrieval.search(db, embedder, request, k=5)
+    assert [h.title for h in result.hits] == ["Old"] and result.filters_applied.keys() == {"since", "until"}
+
+
+def test_a_question_with_nothing_close_still_gets_the_best_k_and_a_note(db):
+    fill(db, [note(f"N{i}", f"passage {i}") for i in range(5)], [at_cosine(0.2 - i / 100) for i in range(5)])
+    far = retrieval.search(db, MappingEmbedder({}, close_score=0.5), SearchRequest("zebra"), k=3)
+    assert len(far.hits) == 3 and far.hits[0].title == "N0"
+    assert far.note == "nothing in the index is close to this question (best similarity 0.20); these are the nearest passages"
+    assert retrieval.search(db, MappingEmbedder({}, close_score=0.1), SearchRequest("zebra"), k=3).note is None
+    assert retrieval.search(db, FakeEmbedder(), SearchRequest("zebra"), k=3).note is None  # no judgement
+
+
+def test_a_very_long_question_is_cut_to_the_embedder_budget_with_a_note(embedder):
+    from search_results import fit_query
+
+    question = "where did we leave the spare keys " * 200
+    text, note_text = fit_query(embedder, question)
+    assert embedder.count_tokens(text) <= embedder.query_token_budget < embedder.count_tokens(question)
+    assert question.startswith(text) and embedder.count_tokens(text + " where") > embedder.query_token_budget
+    assert note_text.startswith(f"the question is {embedder.count_tokens(question)} tokens, more than the "
+                                f"embedding model reads ({embedder.query_token_budget}); searched with its first ")
+    assert fit_query(embedder, "spare keys?") == ("spare keys?", None)
+    one_word = "x," * 2000  # no space to cut at: cut inside the "word"
+    text, note_text = fit_query(embedder, one_word)
+    assert 0 < len(text) < len(one_word) and embedder.count_tokens(text) <= embedder.query_token_budget
+
+
+def test_cli_answers_a_very_long_question_with_a_note(real_index, embedding_model_path, capsys, monkeypatch):
+    code, out, err = run_cli(["-", "-k", "2"], embedding_model_path, real_index, capsys,
+                             stdin="sourdough bread recipe " * 300 + "\n", monkeypatch=monkeypatch)
+    assert code == 0 and json.loads(out)[0]["source"] == "<obsidian>:Cooking/Bread"
+    assert err.startswith("note: the question is ") and "more than the embedding model reads" in err
+
+
+def test_cli_batches_keep_the_order_and_one_line_per_question(real_index, embedding_model_path, capsys, monkeypatch):
+    import search_cli
+
+    monkeypatch.setattr(search_cli, "QUERY_BATCH", 4)
+    questions = ["bread recipe", "Kyoto shrine", "quarterly report", "hiking at the waterfall"] * 3
+    code, out, _ = run_cli(["-", "-k", "1", "--json"], embedding_model_path, real_index, capsys,
+                           stdin="\n".join(questions[:5] + [""] + questions[5:]) + "\n", monkeypatch=monkeypatch)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == len(questions)
+    expected = {"bread recipe": "<obsidian>:Cooking/Bread", "Kyoto shrine": "<obsidian>:Travel/Kyoto",
+                "quarterly report": "<whatsapp>:Bob", "hiking at the waterfall": "<whatsapp>:Maria Silva"}
+    assert [json.loads(line)[0]["source"] for line in lines] == [expected[q] for q in questions]
+    # The same hits as one question at a time.
+    _, single, _ = run_cli(["Kyoto shrine", "-k", "1", "--json"], embedding_model_path, real_index, capsys)
+    assert json.loads(lines[1]) == json.loads(single)
+
+
+def test_line_batches_answer_a_waiting_writer_at_once():
+    import threading
+
+    from search_cli import line_batches
+
+    second_line_allowed = threading.Event()
+
+    def conversation():
+        yield "first\n"
+        assert second_line_allowed.wait(10)  # the writer waits for the first answer
+        yield "second\n"
+
+    batches = line_batches(conversation(), size=8)
+    assert next(batches) == ["first\n"]
+    second_line_allowed.set()
+    assert next(batches) == ["second\n"]
+    assert list(batches) == []
+    many = [f"q{i}\n" for i in range(100)]
+    got = list(line_batches(iter(many), size=8))
+    assert [line for batch in got for line in batch] == many and max(map(len, got)) <= 8
