@@ -109,7 +109,8 @@ def _filter_sql(request: SearchRequest, params: dict):
     """The WHERE condition for the request's filters (None when unfiltered) and what it applies."""
     from psycopg import sql
 
-    from store import REAL_DATE, fold_text
+    from chunking import fold_text
+    from store import REAL_DATE
 
     conditions = []
     applied: dict = {}

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from embedding_generator_multilingual import load_embedder
-    from store import first_error_line, open_store
+    from database import first_error_line
+    from store import open_store
 
     k = settings.get_int("RETRIEVAL_TOP_K", args.k)
     if k is None or k < 1:

@@ -14,10 +14,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 import settings
-from chunking import MTIME_ORIGIN, Chunk, fold_text  # fold_text: retrieval imports it from here too
-# Asked here by main.py, the search CLI and ingestion: embedded_database_exists, database_url, the error helpers.
-from database import (connect, database_error_message, database_url, embedded_database_exists,
-                      first_error_line, is_database_error, redact_url)
+from chunking import MTIME_ORIGIN, Chunk
+from database import connect, database_url, redact_url
 from store_values import (CHUNK_COLUMNS, CHUNK_COPY_TYPES, ForgetList, IndexInfo, chunk_row, no_nul,
                           refuse_another_model)
 

@@ -9,6 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
+import chunking
 import database
 import settings
 import store
@@ -199,7 +200,7 @@ def test_unwritable_data_dir_is_one_clear_error(tmp_path):
 
 
 def test_fold_text_ignores_case_and_accents():
-    assert store.fold_text("José AÇÃO Ünïcode") == "jose acao unicode"
+    assert chunking.fold_text("José AÇÃO Ünïcode") == "jose acao unicode"
 
 
 def test_first_error_line_keeps_a_one_line_report_whatever_the_message():
