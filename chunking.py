@@ -1,6 +1,6 @@
 """The Chunk that travels from a source to the store and back into the prompt, the Document
-that groups a source's chunks for re-indexing, and token-budgeted splitting (the WhatsApp
-parser's; `obsidian_markdown` has a structure-aware splitter of its own). Also the text
+that groups a source's chunks for re-indexing, and the one token-budgeted splitter (`Splitter`:
+Obsidian sections and over-long WhatsApp messages are both cut by it). Also the text
 helpers both parsers and the store share: reading a source's bytes (`decode_text`), accent
 folding (`fold_text`) and a chunk's JSON form (`json_fields`).
 
@@ -12,6 +12,7 @@ import codecs
 import hashlib
 import json
 import re
+import sys
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -168,52 +169,177 @@ def fingerprint(*parts: str | bytes) -> str:
     return digest.hexdigest()[:32]
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])\s+")
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# A piece never holds more characters than this per budget token, where the caller asks for a
+# character cap (the Obsidian parser does). Tokenizers count a very long run of letters as one
+# unknown token, so the token budget alone would let such a "word" grow without bound; normal
+# text has 3-5 characters per token.
+MAX_CHARS_PER_TOKEN = 8
+# For callers that cap by tokens only (the WhatsApp parser).
+NO_CHAR_CAP = sys.maxsize
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？;])\s+")
 
 
-def split_to_fit(text: str, count_tokens: TokenCounter, max_tokens: int) -> list[str]:
-    """Split `text` into pieces of at most `max_tokens`, at the largest boundary that works.
+class Splitter:
+    """Token-budgeted splitting that calls `count_tokens` about once per piece, never on a
+    growing text: units are counted once, packed by their sums, and each pack verified."""
 
-    Paragraphs first, then lines, then sentences, then words, then characters; every character
-    of the input survives in order (whitespace at the cut points aside).
-    "3 paragraphs of 200 tokens, budget 250 -> 3 pieces".
-    """
-    text = text.strip()
-    if not text:
-        return []
-    if count_tokens(text) <= max_tokens:
-        return [text]
-    for splitter in (_PARAGRAPH_BREAK.split, str.splitlines, _SENTENCE_END.split, str.split):
-        parts = [p for p in splitter(text) if p.strip()]
-        if len(parts) > 1:
-            joiner = "\n\n" if splitter is _PARAGRAPH_BREAK.split else "\n" if splitter is str.splitlines else " "
-            pieces: list[str] = []
-            for part in parts:
-                pieces.extend(split_to_fit(part, count_tokens, max_tokens))
-            return pack(pieces, count_tokens, max_tokens, joiner=joiner)
-    # One unbroken token run: cut by characters, halving until it fits.
-    middle = len(text) // 2
-    return split_to_fit(text[:middle], count_tokens, max_tokens) + split_to_fit(
-        text[middle:], count_tokens, max_tokens
-    )
+    def __init__(self, count_tokens: Callable[[str], int]):
+        self.count_tokens = count_tokens
+        self._cache: dict[str, int] = {}  # one note's blocks are looked at more than once
 
+    def count(self, text: str) -> int:
+        """`count_tokens(text)`, remembered."""
+        if text not in self._cache:
+            self._cache[text] = self.count_tokens(text)
+        return self._cache[text]
 
-def pack(pieces: list[str], count_tokens: TokenCounter, max_tokens: int, joiner: str = "\n\n") -> list[str]:
-    """Greedily merge consecutive pieces while the merged text stays within `max_tokens`.
+    def fits(self, text: str, budget: int, chars: int) -> int | None:
+        """Token count of `text` if it fits both budgets, else None (long texts are not counted)."""
+        if len(text) > chars:
+            return None
+        n = self.count(text)
+        return n if n <= budget else None
 
-    Pieces are assumed to fit on their own (use `split_to_fit` first).
-    "5 pieces of 40 tokens, budget 100 -> 3 packs (2, 2, 1)".
-    """
-    packs: list[str] = []
-    current = ""
-    for piece in pieces:
-        candidate = f"{current}{joiner}{piece}" if current else piece
-        if current and count_tokens(candidate) > max_tokens:
-            packs.append(current)
-            current = piece
-        else:
-            current = candidate
-    if current:
-        packs.append(current)
-    return packs
+    def split(self, text: str, budget: int, chars: int, kind: str = "text") -> list[tuple[str, int]]:
+        """Pieces of `text` (with their token counts), each within `budget` tokens and `chars`
+        characters: whole text, else lines, else sentences, else words, else characters."""
+        text = text.strip()
+        if not text:
+            return []
+        n = self.fits(text, budget, chars)
+        if n is not None:
+            return [(text, n)]
+        lines = [line for line in text.split("\n") if line.strip()]
+        if len(lines) > 1:
+            if kind == "table":
+                return self._split_table(lines, budget, chars)
+            return self._split_units(lines, "\n", budget, chars, kind)
+        if kind != "code":
+            sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+            if len(sentences) > 1:
+                return self._split_units(sentences, " ", budget, chars, kind)
+        return self.cut(text, budget, chars)
+
+    def _split_units(self, units: list[str], joiner: str, budget: int, chars: int, kind: str) -> list[tuple[str, int]]:
+        return self.pack_units([(unit, "text" if kind == "table" else kind) for unit in units], joiner, budget, chars)
+
+    def pack_units(self, units: list[tuple[str, str]], joiner: str, budget: int, chars: int) -> list[tuple[str, int]]:
+        """Pieces within budget made of consecutive (text, kind) units joined by `joiner`.
+
+        Takes as many units as should fill ~95% of the budget, judged by the characters per
+        token seen so far, and counts them once: about one call per piece, not one per unit.
+        Too many: the estimate shrinks and it retries. A unit too big alone is split finer.
+        """
+        per_token = 4.0
+        pieces: list[tuple[str, int]] = []
+        start = 0
+        while start < len(units):
+            target = max(1, min(chars, int(budget * per_token * 0.95)))
+            end = start + 1
+            length = len(units[start][0])
+            while end < len(units) and length + len(joiner) + len(units[end][0]) <= target:
+                length += len(joiner) + len(units[end][0])
+                end += 1
+            if end - start == 1:
+                pieces.extend(self.split(units[start][0], budget, chars, units[start][1]))
+                start = end
+                continue
+            joined = joiner.join(text for text, _ in units[start:end])
+            n = self.count(joined) if len(joined) <= chars else None
+            if n is not None and n <= budget:
+                pieces.append((joined, n))
+                per_token = max(1.0, len(joined) / max(n, 1))
+                start = end
+            else:
+                per_token = max(0.5, (len(joined) / n if n else per_token) * 0.85)
+        return self.pack(pieces, joiner, budget, chars)
+
+    def _split_table(self, rows: list[str], budget: int, chars: int) -> list[tuple[str, int]]:
+        # Each piece of a long table repeats the header row, so its columns keep their names.
+        header = rows[0]
+        header_tokens = self.count(header)
+        if header_tokens > budget // 3 or len(header) > chars // 3:
+            return self._split_units(rows, "\n", budget, chars, "text")
+        packs = self._split_units(rows[1:], "\n", budget - header_tokens - 1, chars - len(header) - 1, "text")
+        return [(f"{header}\n{text}", n + header_tokens) for text, n in packs]
+
+    def pack(self, pieces: list[tuple[str, int]], joiner: str, budget: int, chars: int) -> list[tuple[str, int]]:
+        """Greedily join consecutive pieces (each already within budget) while the sum of their
+        counts fits; every joined pack is counted once to confirm it."""
+        packs: list[tuple[str, int]] = []
+        current: list[tuple[str, int]] = []
+
+        def close() -> None:
+            while current:
+                if len(current) == 1:
+                    packs.append(current[0])
+                    break
+                joined = joiner.join(text for text, _ in current)
+                n = self.fits(joined, budget, chars)
+                if n is not None:
+                    packs.append((joined, n))
+                    break
+                # The sum underestimated: give back the last piece and try again.
+                tail = current.pop()
+                close()
+                current.append(tail)
+            current.clear()
+
+        total = 0
+        length = 0
+        for text, n in pieces:
+            if current and (total + n > budget or length + len(joiner) + len(text) > chars):
+                close()
+                total = length = 0
+            current.append((text, n))
+            total += n
+            length += len(text) + len(joiner)
+        close()
+        return packs
+
+    def cut(self, text: str, budget: int, chars: int) -> list[tuple[str, int]]:
+        """Cut a text with no line or sentence breaks: at spaces where there are some, else
+        anywhere, sizing each piece from the characters-per-token seen so far."""
+        pieces: list[tuple[str, int]] = []
+        per_token = 4.0
+        rest = text.strip()
+        while rest:
+            n = self.fits(rest, budget, chars) if len(rest) <= budget * per_token * 1.5 else None
+            if n is not None:
+                pieces.append((rest, n))
+                break
+            size = max(1, min(chars, int(budget * per_token * 0.9), len(rest)))
+            while True:
+                end = size
+                space = rest.rfind(" ", size // 2, size + 1)
+                if space > 0 and end < len(rest):
+                    end = space
+                piece = rest[:end].strip()
+                n = self.count(piece) if piece else 0
+                if n <= budget or size == 1:
+                    break
+                size = max(1, min(size - 1, int(size * budget / n * 0.9)))
+            if piece:
+                pieces.append((piece, n))
+                per_token = max(1.0, len(piece) / max(n, 1))
+            rest = rest[end:].strip()
+        return pieces
+
+    def tail(self, text: str, budget: int) -> str:
+        """The last sentence (or last words) of `text` within `budget` tokens, for overlap."""
+        last = text.rstrip().rsplit("\n", 1)[-1]
+        sentences = [s for s in _SENTENCE_END.split(last) if s.strip()]
+        candidate = sentences[-1] if sentences else last
+        for _ in range(4):
+            candidate = candidate.strip()
+            if not candidate or len(candidate) > budget * MAX_CHARS_PER_TOKEN:
+                candidate = candidate[-budget * 3:]
+                space = candidate.find(" ")
+                candidate = candidate[space + 1:] if space >= 0 else candidate
+                continue
+            if self.count(candidate) <= budget:
+                return candidate
+            candidate = candidate[len(candidate) // 2:]
+            space = candidate.find(" ")
+            candidate = candidate[space + 1:] if space >= 0 else candidate
+        return ""

@@ -27,7 +27,9 @@ import whatsapp_chats
 from whatsapp_chats import UNKNOWN_SENDER, Chat, load_chats  # noqa: F401 (load_chats: for callers)
 from whatsapp_txt_export import DATE_ORDERS, Message
 
-PARSER_VERSION = "whatsapp-3"  # 2: the owner named in 1:1 headers; 3: 4-message units
+# 2: the owner named in 1:1 headers; 3: 4-message units; 4: a message over the budget is cut by
+# chunking.Splitter, the notes' splitter (at `;` too, in smaller pieces); chats without one are as before.
+PARSER_VERSION = "whatsapp-4"
 # A silence longer than this starts a new chunk: chunks follow conversations.
 DEFAULT_SESSION_GAP = timedelta(hours=1)
 # Search units: at most this many message lines per chunk (None: up to the token budget).
@@ -100,8 +102,8 @@ def _split_line(message: Message, prefix: str, body: str, count_tokens, budget: 
     if tokens <= budget:
         return [_Line(message, prefix, body, tokens)]
     room = max(4, budget - count_tokens(prefix) - 2)
-    return [_Line(message, prefix, piece, count_tokens(prefix + piece))
-            for piece in chunking.split_to_fit(body, count_tokens, room)]
+    pieces = chunking.Splitter(count_tokens).split(body, room, chunking.NO_CHAR_CAP)
+    return [_Line(message, prefix, piece, count_tokens(prefix + piece)) for piece, _ in pieces]
 
 
 def _message_lines(message: Message, count_tokens, budget: int) -> list[_Line]:

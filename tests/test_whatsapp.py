@@ -270,6 +270,19 @@ def test_session_gap_single_message_and_token_budget_with_real_model(tmp_path, e
     assert len({tuple(c.metadata["message_ids"]) for c in cy}) == 1  # one message, many parts
 
 
+def test_a_message_over_the_budget_is_cut_at_clause_ends_like_a_note(tmp_path):
+    # The one splitter (chunking.Splitter) cuts a long message where it cuts a note's sentences,
+    # at `.`, `!`, `?` and `;`; every piece repeats the time and speaker and fits the budget.
+    clauses = [f"clause {i} has six words here{';' if i % 3 else '.'}" for i in range(12)]
+    write_text(tmp_path / "WhatsApp Chat with Dee.txt", "26/06/2021, 10:00 - Dee: " + " ".join(clauses) + "\n")
+    [doc] = documents(tmp_path, max_tokens=30)
+    chunks = chunks_of(doc)
+    lines = message_lines(chunks)
+    assert all(words(chunk.text) <= 30 for chunk in chunks) and len(lines) > 1
+    assert all(line.startswith("2021-06-26 10:00 Dee: ") and line.endswith((";", ".")) for line in lines)
+    assert " ".join(line.split("Dee: ", 1)[1] for line in lines) == " ".join(clauses)
+
+
 def test_documents_fingerprint_is_stable_and_follows_budget(tmp_path):
     exporter_result(tmp_path)
     first = {d.doc_id: d.fingerprint for d in documents(tmp_path)}
