@@ -17,7 +17,7 @@ import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 TokenCounter = Callable[[str], int]
 
@@ -167,6 +167,39 @@ def fingerprint(*parts: str | bytes) -> str:
         digest.update(part if isinstance(part, bytes) else part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     return digest.hexdigest()[:32]
+
+
+def preview(documents: Iterable[Document], count_tokens: TokenCounter, as_json: bool,
+            json_names: Sequence[str], heading: Callable[[Chunk, int], str],
+            metadata_names: Sequence[str] = (), clean: Callable[[str], str] = str) -> tuple[int, int]:
+    """The parsers' dry run (`obsidian_to_embeddings.py`, `whatsapp_to_embeddings.py`): print every
+    chunk of `documents` and return (documents, chunks) seen.
+
+    `as_json`: one object per line, the `json_names` fields, "tokens", the `metadata_names` of
+    its metadata, then "text". Else `heading(chunk, tokens)`, the text and a blank line, each
+    passed through `clean` (the WhatsApp preview strips terminal escapes from other people's text).
+    """
+    try:  # counting long paragraphs is expected here; the tokenizer's length warning is noise
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()
+    except ImportError:
+        pass
+    seen = chunks = 0
+    for document in documents:
+        seen += 1
+        for chunk in document.make_chunks():
+            chunks += 1
+            tokens = count_tokens(chunk.text)
+            if as_json:
+                print(json.dumps({**json_fields(chunk, json_names), "tokens": tokens,
+                                  **{name: chunk.metadata[name] for name in metadata_names}, "text": chunk.text},
+                                 ensure_ascii=False))
+            else:
+                print(clean(heading(chunk, tokens)))
+                print(clean(chunk.text))
+                print()
+    return seen, chunks
 
 
 # A piece never holds more characters than this per budget token, where the caller asks for a

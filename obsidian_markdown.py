@@ -1,5 +1,6 @@
 """Markdown of one Obsidian note -> chunk texts: no files, no settings, only text.
 
+    yaml_text, body, _ = split_frontmatter(text)      # properties: parse_frontmatter(yaml_text)
     sections = parse_body(body)                       # cleaned sections under their headings
     for text, path in NoteChunker(title, count_tokens, max_tokens).chunk(sections): ...
 
@@ -60,6 +61,61 @@ def is_attachment(inner: str) -> bool:
 def unlink(text: str) -> str:
     """Wikilinks in a string replaced by their readable text (`"[[Steph Ango]]"` -> `Steph Ango`)."""
     return _WIKILINK.sub(lambda m: link_text(m.group(2)), text).strip() if "[[" in text else text
+
+
+# ---------------------------------------------------------------- frontmatter
+
+def split_frontmatter(text: str) -> tuple[str | None, str, int]:
+    """(YAML text or None, body, line number where the body starts).
+
+    Frontmatter is a `---` first line closed by a `---` (or `...`) line; unclosed, it is body.
+    """
+    if not text.startswith("---"):
+        return None, text, 1
+    lines = text.split("\n")
+    if lines[0].rstrip() != "---":
+        return None, text, 1
+    for index in range(1, len(lines)):
+        if lines[index].rstrip() in ("---", "..."):
+            return "\n".join(lines[1:index]), "\n".join(lines[index + 1:]), index + 2
+    return None, text, 1
+
+
+def parse_frontmatter(yaml_text: str) -> tuple[dict, str | None]:
+    """(properties, problem or None). Broken YAML keeps every top-level property that still
+    parses on its own; the problem names the first bad line (1 = the line after `---`)."""
+    import yaml
+
+    def load(source: str):
+        return yaml.safe_load(source)
+
+    try:
+        data = load(yaml_text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f" (line {mark.line + 2})" if mark is not None else ""
+        salvaged: dict = {}
+        block: list[str] = []
+        for line in yaml_text.split("\n") + ["\0end"]:
+            if block and (line == "\0end" or (line[:1] not in (" ", "\t", "-", "") and not line.startswith("#"))):
+                try:
+                    part = load("\n".join(block))
+                    if isinstance(part, dict):
+                        salvaged.update(part)
+                except yaml.YAMLError:
+                    pass
+                block = []
+            if line != "\0end":
+                block.append(line)
+        return salvaged, f"frontmatter is not valid YAML{where}"
+    except (ValueError, TypeError, RecursionError) as err:
+        return {}, f"frontmatter could not be read ({err.__class__.__name__})"
+    if data is None:
+        return {}, None
+    if not isinstance(data, dict):
+        return {}, "frontmatter is not a list of properties (key: value lines)"
+    return data, None
+
 
 # ---------------------------------------------------------------- body cleaning
 
@@ -196,74 +252,111 @@ def parse_body(body: str, tags: list[str] | None = None) -> list[Section]:
     Headings outside code open sections; blank lines separate blocks; fenced code is kept
     verbatim (query blocks of plugins dropped); comments, embeds and markup are removed.
     """
-    sections = [Section(())]
-    stack: list[tuple[int, str]] = []  # (level, heading text)
-    lines: list[str] = []
-    table = True
-    fence: tuple[str, str] | None = None  # (marker, language)
-    comment: str | None = None
-
-    def flush() -> None:
-        nonlocal lines, table
-        if lines:
-            sections[-1].blocks.append(Block("table" if table and len(lines) > 1 else "text", "\n".join(lines)))
-        lines, table = [], True
-
+    parser = _BodyParser(tags)
     for raw_line in body.splitlines():
-        if fence is not None:
-            stripped = raw_line.strip()
-            if stripped.startswith(fence[0][0] * len(fence[0])) and not stripped.strip(fence[0][0]):
-                if fence[1] not in QUERY_LANGUAGES and "\n".join(lines).strip():
-                    sections[-1].blocks.append(Block("code", "\n".join(lines).strip("\n")))
-                lines, fence = [], None
-            else:
-                lines.append(raw_line.rstrip())
-            continue
-        line, comment = _skip_comments(raw_line, comment)
+        parser.feed(raw_line)
+    return parser.finish()
+
+
+def _unquote(line: str) -> str:
+    """A line without its quote markers, callout marker, quoted-heading hashes and task box."""
+    quote = _QUOTE.match(line)
+    if quote:
+        line = line[quote.end():]
+        callout = _CALLOUT.match(line)
+        if callout:
+            line = line[callout.end():]
+        line = _QUOTED_HEADING.sub("", line)
+    return _TASK.sub(r"\1", line)
+
+
+class _BodyParser:
+    """parse_body's state, one line at a time: the open sections and heading stack, the lines
+    of the block being gathered, an open code fence and an open comment."""
+
+    def __init__(self, tags: list[str] | None):
+        self.tags = tags
+        self.sections = [Section(())]
+        self.stack: list[tuple[int, str]] = []  # (level, heading text)
+        self.lines: list[str] = []
+        self.table = True  # every line so far is a table row
+        self.fence: tuple[str, str] | None = None  # (marker, language)
+        self.comment: str | None = None
+
+    def feed(self, raw_line: str) -> None:
+        """Take the next line of the body."""
+        if self.fence is not None:
+            self._code_line(raw_line)
+            return
+        line, self.comment = _skip_comments(raw_line, self.comment)
         if not line.strip():
             if not raw_line.strip():
-                flush()  # a real blank line; a line that held only a comment joins its neighbours
-            continue
+                self._flush()  # a real blank line; a line that held only a comment joins its neighbours
+            return
         opening = _FENCE.match(line)
         if opening:
-            flush()
-            fence = (opening.group(1), opening.group(2).lower())
-            continue
+            self._flush()
+            self.fence = (opening.group(1), opening.group(2).lower())
+            return
         heading = _HEADING.match(line)
         if heading:
-            flush()
-            level = len(heading.group(1))
-            title = clean_inline(_CLOSING_HASHES.sub("", heading.group(2) or ""), tags)
-            if not title:
-                continue
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, title))
-            sections.append(Section(tuple(t for _, t in stack)))
-            continue
+            self._flush()
+            self._open_section(len(heading.group(1)), heading.group(2) or "")
+            return
         if _RULE.match(line) or _TABLE_SEPARATOR.match(line) and "-" in line and "|" in line:
-            continue
+            return
+        self._text_line(line)
+
+    def finish(self) -> list[Section]:
+        """The sections with something in them (or a heading), once the body has been fed."""
+        if self.fence is not None and self._code_block_kept():
+            self.sections[-1].blocks.append(Block("code", "\n".join(self.lines).strip("\n")))  # unclosed fence
+            self.lines = []
+        self._flush()
+        return [s for s in self.sections if s.blocks or s.path]
+
+    def _flush(self) -> None:
+        """Close the block being gathered: a table when every line of several is a row."""
+        if self.lines:
+            kind = "table" if self.table and len(self.lines) > 1 else "text"
+            self.sections[-1].blocks.append(Block(kind, "\n".join(self.lines)))
+        self.lines, self.table = [], True
+
+    def _code_block_kept(self) -> bool:
+        return self.fence[1] not in QUERY_LANGUAGES and bool("\n".join(self.lines).strip())
+
+    def _code_line(self, raw_line: str) -> None:
+        """A line inside a fence: kept verbatim, or the closing fence that ends the code block."""
+        marker = self.fence[0]
+        stripped = raw_line.strip()
+        if stripped.startswith(marker[0] * len(marker)) and not stripped.strip(marker[0]):
+            if self._code_block_kept():
+                self.sections[-1].blocks.append(Block("code", "\n".join(self.lines).strip("\n")))
+            self.lines, self.fence = [], None
+        else:
+            self.lines.append(raw_line.rstrip())
+
+    def _open_section(self, level: int, raw_title: str) -> None:
+        """A heading: a new section whose path is the enclosing headings plus this one."""
+        title = clean_inline(_CLOSING_HASHES.sub("", raw_title), self.tags)
+        if not title:
+            return
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, title))
+        self.sections.append(Section(tuple(t for _, t in self.stack)))
+
+    def _text_line(self, line: str) -> None:
+        """A line of prose, list or table: cleaned and added to the block being gathered."""
         is_row = line.lstrip().startswith("|")
-        quote = _QUOTE.match(line)
-        if quote:
-            line = line[quote.end():]
-            callout = _CALLOUT.match(line)
-            if callout:
-                line = line[callout.end():]
-            line = _QUOTED_HEADING.sub("", line)
-        line = _TASK.sub(r"\1", line)
+        line = _unquote(line)
         if is_row:
             line = line.strip().strip("|")
             line = re.sub(r"(?<!\\)\|", " | ", line)
-        text = clean_inline(line, tags)
+        text = clean_inline(line, self.tags)
         if text:
-            table = table and is_row
-            lines.append(text)
-    if fence is not None and "\n".join(lines).strip() and fence[1] not in QUERY_LANGUAGES:
-        sections[-1].blocks.append(Block("code", "\n".join(lines).strip("\n")))  # unclosed fence
-        lines = []
-    flush()
-    return [s for s in sections if s.blocks or s.path]
+            self.table = self.table and is_row
+            self.lines.append(text)
 
 
 

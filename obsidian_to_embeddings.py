@@ -21,7 +21,6 @@ import argparse
 import codecs
 import errno
 import functools
-import json
 import os
 import re
 import stat
@@ -34,7 +33,9 @@ from typing import Callable, Iterator, Sequence
 import chunking
 import settings
 from chunking import Chunk, Document
-from obsidian_markdown import NoteChunker, link_text, parse_body, unlink
+from obsidian_markdown import (
+    NoteChunker, link_text, parse_body, parse_frontmatter, split_frontmatter, unlink,
+)
 
 # Bump whenever the chunks produced from the same bytes would change: every note is re-chunked.
 PARSER_VERSION = "obsidian-1"
@@ -250,7 +251,7 @@ def decode_note(raw: bytes, truncated: bool) -> tuple[str, int]:
     return chunking.decode_text(raw)
 
 
-# ---------------------------------------------------------------- frontmatter
+# ---------------------------------------------------------------- properties
 
 
 def plain_value(value, budget: list[int] | None = None, depth: int = 0):
@@ -278,58 +279,6 @@ def plain_value(value, budget: list[int] | None = None, depth: int = 0):
     if isinstance(value, dict):
         return {str(k): plain_value(v, budget, depth + 1) for k, v in value.items()}
     return str(value)
-
-
-def split_frontmatter(text: str) -> tuple[str | None, str, int]:
-    """(YAML text or None, body, line number where the body starts).
-
-    Frontmatter is a `---` first line closed by a `---` (or `...`) line; unclosed, it is body.
-    """
-    if not text.startswith("---"):
-        return None, text, 1
-    lines = text.split("\n")
-    if lines[0].rstrip() != "---":
-        return None, text, 1
-    for index in range(1, len(lines)):
-        if lines[index].rstrip() in ("---", "..."):
-            return "\n".join(lines[1:index]), "\n".join(lines[index + 1:]), index + 2
-    return None, text, 1
-
-
-def parse_frontmatter(yaml_text: str) -> tuple[dict, str | None]:
-    """(properties, problem or None). Broken YAML keeps every top-level property that still
-    parses on its own; the problem names the first bad line (1 = the line after `---`)."""
-    import yaml
-
-    def load(source: str):
-        return yaml.safe_load(source)
-
-    try:
-        data = load(yaml_text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-        where = f" (line {mark.line + 2})" if mark is not None else ""
-        salvaged: dict = {}
-        block: list[str] = []
-        for line in yaml_text.split("\n") + ["\0end"]:
-            if block and (line == "\0end" or (line[:1] not in (" ", "\t", "-", "") and not line.startswith("#"))):
-                try:
-                    part = load("\n".join(block))
-                    if isinstance(part, dict):
-                        salvaged.update(part)
-                except yaml.YAMLError:
-                    pass
-                block = []
-            if line != "\0end":
-                block.append(line)
-        return salvaged, f"frontmatter is not valid YAML{where}"
-    except (ValueError, TypeError, RecursionError) as err:
-        return {}, f"frontmatter could not be read ({err.__class__.__name__})"
-    if data is None:
-        return {}, None
-    if not isinstance(data, dict):
-        return {}, "frontmatter is not a list of properties (key: value lines)"
-    return data, None
 
 
 def _strings(value) -> list[str]:
@@ -561,9 +510,7 @@ def iter_documents(vault: Path, count_tokens: Callable[[str], int], max_tokens: 
 # ---------------------------------------------------------------- command line
 
 
-def _chunk_json(chunk: Chunk, tokens: int) -> dict:
-    shown = ("source", "doc_id", "title", "heading", "tags", "people", "started_at", "ended_at", "metadata")
-    return {**chunking.json_fields(chunk, shown), "tokens": tokens, "text": chunk.text}
+PREVIEW_FIELDS = ("source", "doc_id", "title", "heading", "tags", "people", "started_at", "ended_at", "metadata")
 
 
 def setup_arg_parser() -> argparse.ArgumentParser:
@@ -589,27 +536,15 @@ def main(argv: list[str] | None = None) -> int:
     from embedding_generator_multilingual import load_embedder
 
     embedder = load_embedder(args.embedding_model)
-    try:  # counting long paragraphs is expected here; the tokenizer's length warning is noise
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.set_verbosity_error()
-    except ImportError:
-        pass
     budget = args.max_tokens or embedder.passage_token_budget
-    notes = chunks = 0
-    for document in iter_documents(Path(vault), embedder.count_tokens, budget, exclude_globs(args.exclude),
-                                   skip_templates=not args.include_templates):
-        notes += 1
-        for chunk in document.make_chunks():
-            chunks += 1
-            tokens = embedder.count_tokens(chunk.text)
-            if args.json:
-                print(json.dumps(_chunk_json(chunk, tokens), ensure_ascii=False))
-            else:
-                when = f"  {chunk.started_at:%Y-%m-%d} ({chunk.metadata.get('date_origin')})" if chunk.started_at else ""
-                print(f"=== {chunk.source}  [{tokens} tokens]{when}")
-                print(chunk.text)
-                print()
+    documents = iter_documents(Path(vault), embedder.count_tokens, budget, exclude_globs(args.exclude),
+                               skip_templates=not args.include_templates)
+
+    def heading(chunk: Chunk, tokens: int) -> str:
+        when = f"  {chunk.started_at:%Y-%m-%d} ({chunk.metadata.get('date_origin')})" if chunk.started_at else ""
+        return f"=== {chunk.source}  [{tokens} tokens]{when}"
+
+    notes, chunks = chunking.preview(documents, embedder.count_tokens, args.json, PREVIEW_FIELDS, heading)
     print(f"{notes} notes, {chunks} chunks, budget {budget} tokens ({embedder.name})", file=sys.stderr)
     return 0
 

@@ -356,20 +356,12 @@ def main(argv: list[str] | None = None) -> int:
 
     embedder = load_embedder(args.embedding_model)
     budget = embedder.passage_token_budget
-    for document in iter_documents(Path(path), embedder.count_tokens, budget,
-                                   Path(contacts) if contacts else None, date_order):
-        for chunk in document.make_chunks():
-            if args.json:
-                shown = ("doc_id", "source", "chat_name", "people", "started_at", "ended_at")
-                print(json.dumps({
-                    **chunking.json_fields(chunk, shown), "tokens": embedder.count_tokens(chunk.text),
-                    "message_ids": chunk.metadata["message_ids"], "text": chunk.text,
-                }, ensure_ascii=False))
-            else:
-                # Other people's text goes to the terminal: no escape sequences in it.
-                print(settings.terminal_safe(f"=== {chunk.doc_id} ({embedder.count_tokens(chunk.text)}/{budget} tokens)"))
-                print(settings.terminal_safe(chunk.text))
-                print()
+    documents = iter_documents(Path(path), embedder.count_tokens, budget, Path(contacts) if contacts else None,
+                               date_order)
+    chunking.preview(documents, embedder.count_tokens, args.json,
+                     ("doc_id", "source", "chat_name", "people", "started_at", "ended_at"),
+                     lambda chunk, tokens: f"=== {chunk.doc_id} ({tokens}/{budget} tokens)",
+                     metadata_names=("message_ids",), clean=settings.terminal_safe)  # other people's text
     return 0
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import chunking
+import obsidian_markdown
 import obsidian_to_embeddings as obsidian
 import settings
 
@@ -335,7 +336,7 @@ def test_kepano_vault(shared_fixtures, embedder):
 
     for doc_id, doc_chunks in chunks.items():
         raw = (vault / doc_id.removeprefix("obsidian:")).read_text(encoding="utf-8")
-        yaml_text, body, _ = obsidian.split_frontmatter(raw)
+        yaml_text, body, _ = obsidian_markdown.split_frontmatter(raw)
         visible = re.sub(r"!\[\[[^\]]*\]\]", "", body).strip()
         if visible:
             assert doc_chunks, f"{doc_id} has body text but no chunk"
