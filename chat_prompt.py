@@ -54,19 +54,10 @@ def system_prompt(persona: "Persona", today: date) -> str:
 # ---------------------------------------------------------------- passages
 
 
-def date_span(hit: "Hit") -> str:
-    """`2021-06-12`, or `2021-06-12 to 2021-06-14` for a span of days; '' when undated."""
-    if hit.started_at is None:
-        return ""
-    first, last = chunking.local_span(hit.started_at, hit.ended_at)
-    start, end = first.date(), last.date()
-    return start.isoformat() if end == start else f"{start.isoformat()} to {end.isoformat()}"
-
-
 def passage_header(number: int, hit: "Hit") -> str:
     """`[1] <obsidian>:Notes/Kyoto | 2021-06-12 | Maria, João`."""
     parts = [f"[{number}] {hit.source}"]
-    span = date_span(hit)
+    span = chunking.span_text(hit.started_at, hit.ended_at)
     if span:
         parts.append(span)
     if hit.people:
@@ -108,7 +99,7 @@ def source_list(hits: list["Hit"], found: int = 0, numbers: list[int] | None = N
     for source, group in groups.items():
         days = period_summary.passage_days([hit for _, hit in group])
         marks = "".join(f"[{n}]" for n, _ in group)
-        parts.append(f"{marks} {source}" + (f" ({period_summary.day_range(*days)})" if days else ""))
+        parts.append(f"{marks} {source}" + (f" ({chunking.span_text(*days)})" if days else ""))
     return "sources: " + settings.terminal_safe("; ".join(parts))  # chat names are other people's text
 
 

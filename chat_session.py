@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 import period_summary
 import settings
+from chunking import span_text
 from chat_prompt import (CitationFilter, Passages, Prompt, fit_prompt, number_ranges, passage_header, source_list,
                          system_prompt)
 from chat_resources import BackgroundModels, DatabaseDown, ModelLoadFailed
@@ -437,9 +438,7 @@ class ChatSession:
         elif request is not None:
             filters = []
             if request.since or request.until:
-                since = request.since.date().isoformat() if request.since else "..."
-                until = request.until.date().isoformat() if request.until else "..."
-                filters.append(f"{since} to {until}")
+                filters.append(window_label(request))
             if request.people:
                 filters.append("people: " + ", ".join(request.people))
             if request.source_kind:
@@ -469,11 +468,11 @@ class ChatSession:
 
 
 def window_label(request: "SearchRequest") -> str:
-    """The request's dates as the user reads them: `2023-05-01..05-31`, `since 2023-05-01`."""
+    """The request's dates as the user reads them: `2023-05-01 to 2023-05-31`, `since 2023-05-01`."""
     since = request.since.astimezone().date() if request.since else None
     until = request.until.astimezone().date() if request.until else None
     if since and until:
-        return period_summary.day_range(since, until)
+        return span_text(since, until)
     if since:
         return f"since {since.isoformat()}"
     return f"until {until.isoformat()}" if until else "all time"

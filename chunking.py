@@ -16,7 +16,7 @@ import sys
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Callable, Iterable, Sequence
 
 TokenCounter = Callable[[str], int]
@@ -56,11 +56,25 @@ def decode_text(raw: bytes) -> tuple[str, int]:
 
 def local_span(started: datetime | None, ended: datetime | None) -> tuple[datetime, datetime] | None:
     """A chunk's first and last moments in the user's wall clock (a missing end is the start, a
-    missing start the end); None when undated. The span formatters (--list, search, the chat's
-    passage headers) all start from it and differ only in how much of the moment they show."""
+    missing start the end); None when undated. `span_text` writes it."""
     if started is None and ended is None:
         return None
     return (started or ended).astimezone(), (ended or started).astimezone()
+
+
+def span_text(first: date | datetime | None, last: date | datetime | None = None, minutes: bool = False) -> str:
+    """The one way a span of time is written, for people and the model alike: `2021-06-12`,
+    `2021-06-12 to 2021-06-14`, with `minutes` `2021-06-12 10:15 to 2021-06-12 11:30`; '' when
+    neither end is known. Datetimes are shown in the user's wall clock (see `local_span`)."""
+    if first is None and last is None:
+        return ""
+    if isinstance(first or last, datetime):
+        first, last = local_span(first, last)
+    else:
+        first, last = first or last, last or first
+    shape = "%Y-%m-%d %H:%M" if minutes else "%Y-%m-%d"
+    start, end = format(first, shape), format(last, shape)
+    return start if start == end else f"{start} to {end}"
 
 
 def json_fields(item: object, names: Sequence[str]) -> dict:

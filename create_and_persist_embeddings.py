@@ -22,12 +22,11 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import settings
-from chunking import Chunk, Document, json_fields, local_span
+from chunking import Chunk, Document, json_fields, span_text
 from ingest_pipeline import SOURCE_FLAGS, SOURCE_SETTINGS, SOURCES, Pipeline, Progress, Stopped, Summary, looks_lost
 
 if TYPE_CHECKING:  # heavy modules load only when a run needs them
@@ -271,17 +270,6 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
 # ---------------------------------------------------------------- --list and --forget
 
 
-def _span(started: datetime | None, ended: datetime | None) -> str:
-    span = local_span(started, ended)
-    if span is None:
-        return "-"
-    first, last = span
-    text = f"{first:%Y-%m-%d %H:%M}"
-    if last != first:
-        text += f" .. {last:%Y-%m-%d %H:%M}" if last.date() != first.date() else f"-{last:%H:%M}"
-    return text
-
-
 def list_index(store: "Store", source_prefix: str = "", as_json: bool = False, out=None) -> int:
     """Print every stored chunk (source, doc id, time span, text), one per line; returns the count.
 
@@ -302,7 +290,7 @@ def list_index(store: "Store", source_prefix: str = "", as_json: bool = False, o
         else:
             one_line = content.replace("\\", "\\\\").replace("\n", "\\n")
             # Other people's text goes to the terminal: no escape sequences in it.
-            line = f"{source}\t{doc_id}\t{_span(started, ended)}\t{one_line}"
+            line = f"{source}\t{doc_id}\t{span_text(started, ended, minutes=True) or '-'}\t{one_line}"
             out.write(settings.terminal_safe(line) + "\n")
     return count
 

@@ -19,6 +19,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import settings
+from chunking import span_text
 
 if TYPE_CHECKING:
     from llm_backend import ChatModel
@@ -89,8 +90,8 @@ class Window:
 
     @property
     def label(self) -> str:
-        """`2023-05-01..05-31`, or one date."""
-        return day_range(self.since.date(), self.until.date())
+        """`2023-05-01 to 2023-05-31`, or one date."""
+        return span_text(self.since.date(), self.until.date())
 
 
 def _days(first: date, last: date) -> Window:
@@ -132,13 +133,13 @@ def _latest_season(name: str, today: date, include_current: bool) -> tuple[date,
 
 
 def parse_window(text: str, today: date) -> Window:
-    """A window from the user's words: `2023-05`, `2023-05-01..2023-05-31`, `last month`,
-    `this week` (weeks start on Monday), `last summer`, `last 10 days`, `summer 2022`.
-    Anything else is a UserError listing the accepted forms."""
+    """A window from the user's words: `2023-05`, `2023-05-01..2023-05-31` (or `... to ...`, as
+    windows are printed), `last month`, `this week` (weeks start on Monday), `last summer`,
+    `last 10 days`, `summer 2022`. Anything else is a UserError listing the accepted forms."""
     words = " ".join(text.lower().split())
     span = None
-    if ".." in words:
-        start, _, end = (part.strip() for part in words.partition(".."))
+    if match := re.fullmatch(r"(\S+) *(?:\.\.| to ) *(\S+)", words):
+        start, end = match.groups()
         first, last = _calendar_span(start), _calendar_span(end)
         if first and last and first[0] <= last[1]:
             span = first[0], last[1]
@@ -189,15 +190,6 @@ def split_window_and_person(argument: str, today: date) -> tuple[Window, str | N
 # ---------------------------------------------------------------- dates and groups
 
 
-def day_range(first: date, last: date) -> str:
-    """`2023-05-02`, `2023-05-02..05-29` (same year) or `2022-12-30..2023-01-02`."""
-    if first == last:
-        return first.isoformat()
-    if first.year == last.year:
-        return f"{first.isoformat()}..{last.strftime('%m-%d')}"
-    return f"{first.isoformat()}..{last.isoformat()}"
-
-
 def _local_day(moment: datetime | None) -> date | None:
     return moment.astimezone().date() if moment is not None else None
 
@@ -231,7 +223,7 @@ def grouped_sources(hits: list["Hit"]) -> list[str]:
             documents = len({h.doc_id for h in members})
             count += f" from {documents} note{'' if documents == 1 else 's'}"
         days = passage_days(members)
-        lines.append(f"{label}: {count}" + (f", {day_range(*days)}" if days else ""))
+        lines.append(f"{label}: {count}" + (f", {span_text(*days)}" if days else ""))
     return lines
 
 
@@ -280,7 +272,7 @@ def _block(number: int, hit: "Hit", text: str, neutralise) -> str:
 
 def _span_of(hits: list["Hit"]) -> str:
     days = passage_days(hits)
-    return day_range(*days) if days else "undated"
+    return span_text(*days) if days else "undated"
 
 
 def map_messages(llm: "ChatModel", passages: list["Hit"], batch: Batch, question: str) -> list[dict]:
@@ -363,7 +355,7 @@ class Partial:
 
     @property
     def span(self) -> str:
-        return day_range(*self.days) if self.days else "undated"
+        return span_text(*self.days) if self.days else "undated"
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 import settings
-from chunking import MESSAGES, Chunk, fold_text, json_fields, local_span
+from chunking import MESSAGES, Chunk, fold_text, json_fields, span_text
 
 DEFAULT_TOP_K = 10
 # Reciprocal rank fusion constant (Cormack et al. 2009): 1 / (RRF_K + rank).
@@ -310,11 +310,8 @@ def diversify(hits: list[Hit], k: int, per_document: int = MAX_CHUNKS_PER_DOCUME
 
 def format_hit(rank: int, hit: Hit, lines: int = 3) -> str:
     """A hit for the terminal: rank, score, source, date span, the first lines of text."""
-    span = ""
-    if hit.started_at is not None:
-        first, last = local_span(hit.started_at, hit.ended_at)
-        start, end = f"{first:%Y-%m-%d %H:%M}", f"{last:%Y-%m-%d %H:%M}"
-        span = f"  {start}" + (f" .. {end}" if end != start else "")
+    span = span_text(hit.started_at, hit.ended_at, minutes=True)
+    span = f"  {span}" if span else ""
     # Other people's text (chat names, messages) reaches the terminal: no escape sequences.
     text = [line for line in settings.terminal_safe(hit.text).splitlines() if line.strip()][:lines]
     body = "\n".join(f"    {line[:200]}" for line in text)

@@ -165,7 +165,7 @@ def cost(model, passages) -> dict:
     plan_s = time.perf_counter() - tic
     worst = WorstCaseModel(model)
     summary = summarise(worst, plan, QUESTION, system_prompt(persona_from("assistant"), date(2023, 6, 1)),
-                        "2023-05-01..05-31", ANSWER_TOKENS)
+                        "2023-05-01 to 2023-05-31", ANSWER_TOKENS)
     return {"context_window": model.context_window, "passages": len(passages), "batches": len(plan.batches),
             "passages_per_batch": round(len(passages) / len(plan.batches), 1),
             "map_prompt_tokens": plan.prompt_tokens, "partial_tokens": plan.partial_tokens,
@@ -185,7 +185,7 @@ def tiny_wall_time(tiny_folder: Path, passages) -> dict:
     tic = time.perf_counter()
     plan = plan_batches(llm, passages, QUESTION)
     summary = summarise(llm, plan, QUESTION, system_prompt(persona_from("assistant"), date(2023, 6, 1)),
-                        "2023-05-01..05-31", ANSWER_TOKENS)
+                        "2023-05-01 to 2023-05-31", ANSWER_TOKENS)
     wall = time.perf_counter() - tic
     return {"wall_s": round(wall, 1), "model_calls": summary.calls, "batches": len(plan.batches),
             "s_per_call": round(wall / summary.calls, 2)}

@@ -15,6 +15,7 @@ import period_summary
 import settings
 from chat_fakes import FakeLLM, FakeRetriever, Reply, make_hit
 from main import ChatSession, resolve_persona
+from chunking import span_text
 from period_summary import parse_window, plan_batches, split_window_and_person, summarise
 
 TODAY = date(2024, 5, 10)  # a Friday
@@ -52,7 +53,7 @@ def run_summary(passages, context_window=1500, answer_tokens=200, question="what
     llm = FakeLLM(context_window=context_window, respond=respond)
     plan = plan_batches(llm, passages, question)
     lines, pieces = [], []
-    result = summarise(llm, plan, question, "You are terse.", "2023-05-01..05-31", answer_tokens,
+    result = summarise(llm, plan, question, "You are terse.", "2023-05-01 to 2023-05-31", answer_tokens,
                        progress=lines.append, on_piece=pieces.append)
     return llm, plan, result, lines, "".join(pieces)
 
@@ -67,6 +68,7 @@ def run_summary(passages, context_window=1500, answer_tokens=200, question="what
     ("2023-05-14", date(2023, 5, 14), date(2023, 5, 14)),
     ("2023-05-01..2023-05-31", date(2023, 5, 1), date(2023, 5, 31)),
     ("2022-12..2023-02", date(2022, 12, 1), date(2023, 2, 28)),
+    ("2023-05-01 to 2023-05-31", date(2023, 5, 1), date(2023, 5, 31)),  # as a window is printed
     ("last month", date(2024, 4, 1), date(2024, 4, 30)),
     ("This Month", date(2024, 5, 1), date(2024, 5, 31)),
     ("last week", date(2024, 4, 29), date(2024, 5, 5)),
@@ -85,6 +87,22 @@ def test_windows_from_the_users_words(text, first, last):
     assert (window.since.hour, window.until.hour, window.until.minute) == (0, 23, 59)  # whole days
 
 
+def test_a_printed_window_reads_back_as_the_same_window():
+    for text in ("last month", "2023-05-14", "last 7 days", "2022-12..2023-02"):
+        window = parse_window(text, TODAY)
+        assert parse_window(window.label, TODAY) == window
+
+
+def test_every_span_is_written_one_way():
+    may = datetime(2023, 5, 2, 10, 15).astimezone()
+    assert span_text(date(2023, 5, 2), date(2023, 5, 29)) == "2023-05-02 to 2023-05-29"
+    assert span_text(date(2022, 12, 30), date(2023, 1, 2)) == "2022-12-30 to 2023-01-02"
+    assert span_text(may, may + timedelta(hours=3)) == "2023-05-02"
+    assert span_text(may, may + timedelta(hours=3), minutes=True) == "2023-05-02 10:15 to 2023-05-02 13:15"
+    assert span_text(None, may, minutes=True) == "2023-05-02 10:15"  # one known end
+    assert span_text(None, None) == ""
+
+
 @pytest.mark.parametrize("text", ["last sumer", "2023-13", "may", "2023-05-31..2023-05-01", "", "next week"])
 def test_an_unreadable_window_is_one_line_with_the_accepted_forms(text):
     with pytest.raises(settings.UserError) as caught:
@@ -96,7 +114,7 @@ def test_an_unreadable_window_is_one_line_with_the_accepted_forms(text):
 
 def test_summary_argument_is_a_window_then_a_person():
     window, person = split_window_and_person("last month Maria Silva", TODAY)
-    assert window.label == "2024-04-01..04-30" and person == "Maria Silva"
+    assert window.label == "2024-04-01 to 2024-04-30" and person == "Maria Silva"
     assert split_window_and_person("2023-05", TODAY)[1] is None
     with pytest.raises(settings.UserError, match="last sumer"):
         split_window_and_person("last sumer", TODAY)
@@ -105,7 +123,7 @@ def test_summary_argument_is_a_window_then_a_person():
 def test_grouped_sources_count_passages_per_chat_and_notes():
     hits = may_passages(12)
     assert period_summary.grouped_sources(hits) == [
-        "Maria: 11 passages, 2023-05-02..05-29", "notes: 1 passage from 1 note, 2023-05-17"]
+        "Maria: 11 passages, 2023-05-02 to 2023-05-29", "notes: 1 passage from 1 note, 2023-05-17"]
 
 
 # ---------------------------------------------------------------- batches
@@ -219,7 +237,7 @@ def test_the_keeper_flag_turns_a_message_into_a_summary_of_the_window():
     assert "reading 1 of" in err.getvalue() and "combining" in err.getvalue()
     lines = out.getvalue().splitlines()
     assert lines[-1].startswith("sources (every passage read, ")
-    assert "Maria: 29 passages, 2023-05-02..05-30" in lines[-1]
+    assert "Maria: 29 passages, 2023-05-02 to 2023-05-30" in lines[-1]
     assert "notes: 1 passage from 1 note" in lines[-1]
     assert session.history[-1]["content"] == turn.answer and "[1]" in turn.answer
 
@@ -232,7 +250,7 @@ def test_summary_command_with_a_person_and_sources_of_every_passage():
     assert "with Maria" in llm.calls[0]["messages"][-1]["content"]
     session.command("/sources")
     text = out.getvalue()
-    assert "read every passage of 2023-05-01..05-31 with Maria: Maria: 4 passages" in text
+    assert "read every passage of 2023-05-01 to 2023-05-31 with Maria: Maria: 4 passages" in text
     assert " 5. <whatsapp>:Maria | 2023-05-25 | Maria, Me" in text
     session.command("/sources 3")
     assert "[3] <obsidian>:Diary/2023-05 | 2023-05-14\nP003 talk about the garden" in out.getvalue()
@@ -244,7 +262,7 @@ def test_a_window_with_no_passages_says_so_without_calling_the_model():
     assert "usage: /summary WINDOW [PERSON]" in out.getvalue() and retriever.window_requests == []
     session.command("/summary last month")
     assert llm.calls == []
-    assert "no passages from 2024-04-01..04-30 in your notes and messages; nothing to summarise" in out.getvalue()
+    assert "no passages from 2024-04-01 to 2024-04-30 in your notes and messages; nothing to summarise" in out.getvalue()
 
 
 def test_bad_window_and_too_big_window_are_one_line_and_the_chat_goes_on():
@@ -326,7 +344,7 @@ def test_real_tiny_model_and_database_summarise_a_month(database_url, embedder, 
                      stdin=io.StringIO("/summary 2023-05 Maria\n/sources 10\n"), stdout=out, stderr=err)
     assert code == 0, err.getvalue()
     sources = next(line for line in out.getvalue().splitlines() if line.startswith("sources (every passage read"))
-    assert sources.endswith("Maria: 10 passages, 2023-05-01..05-28")
+    assert sources.endswith("Maria: 10 passages, 2023-05-01 to 2023-05-28")
     assert "[10] <whatsapp>:Maria | 2023-05-28 | Maria, Me\nMaria: day 28 of May" in out.getvalue()
     assert "Traceback" not in err.getvalue()
 
