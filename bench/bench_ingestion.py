@@ -234,13 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     args.model = args.model or default_model()
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    import pgserver
-
     from corpus import chunk_texts, edit_one_note, write_notes_vault
     from embedding_generator_multilingual import Embedder
+    from scratch_db import embedded_database, scratch_folder
 
-    root = Path(tempfile.mkdtemp(prefix="pllm-bench-", dir="/tmp"))
-    server = None
+    root = scratch_folder("pllm-bench")
     try:
         started_all = time.perf_counter()
         vault = write_notes_vault(root / "x1", args.notes)
@@ -287,14 +285,13 @@ def main(argv: list[str] | None = None) -> int:
             results.update(bare_seconds=bare, bare_chunks_per_second=len(texts) / bare)
             results["throughput_ratio"] = results["ingest_chunks_per_second"] / results["bare_chunks_per_second"]
             print(f"bare encode: {bare:.1f} s", file=sys.stderr)
-            server = pgserver.get_server(root / "pg", cleanup_mode="delete")
-            results["copy"] = copy_vs_insert(new_database(server.get_uri()), embedder, {"obsidian": vault})
+            (root / "copy").mkdir()
+            with embedded_database(root / "copy") as server_url:
+                results["copy"] = copy_vs_insert(new_database(server_url), embedder, {"obsidian": vault})
             print("copy vs insert done", file=sys.stderr)
         results["bench_seconds"] = time.perf_counter() - started_all
         results["targets"] = TARGETS
     finally:
-        if server is not None:
-            server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
 
     print(table(results))

