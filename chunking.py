@@ -191,7 +191,7 @@ def preview(documents: Iterable[Document], count_tokens: TokenCounter, as_json: 
 
     `as_json`: one object per line, the `json_names` fields, "tokens", the `metadata_names` of
     its metadata, then "text". Else `heading(chunk, tokens)`, the text and a blank line, each
-    passed through `clean` (the WhatsApp preview strips terminal escapes from other people's text).
+    passed through `clean` (both previews strip terminal escapes: a note or a message may hold them).
     """
     try:  # counting long paragraphs is expected here; the tokenizer's length warning is noise
         from transformers.utils import logging as transformers_logging

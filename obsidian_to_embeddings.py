@@ -544,7 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         when = f"  {chunk.started_at:%Y-%m-%d} ({chunk.metadata.get('date_origin')})" if chunk.started_at else ""
         return f"=== {chunk.source}  [{tokens} tokens]{when}"
 
-    notes, chunks = chunking.preview(documents, embedder.count_tokens, args.json, PREVIEW_FIELDS, heading)
+    # A clipped web page or a synced shared note can carry terminal escapes, like a chat message.
+    notes, chunks = chunking.preview(documents, embedder.count_tokens, args.json, PREVIEW_FIELDS, heading,
+                                     clean=settings.terminal_safe)
     print(f"{notes} notes, {chunks} chunks, budget {budget} tokens ({embedder.name})", file=sys.stderr)
     return 0
 

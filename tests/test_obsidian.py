@@ -381,6 +381,13 @@ def test_cli_prints_chunks(tmp_path, embedding_model_path, capsys):
     assert "=== <obsidian>:Notes/Kyoto" in out and "private words" in out
 
 
+def test_cli_preview_strips_terminal_escapes_from_a_clipped_note(tmp_path, embedding_model_path, capsys):
+    write(tmp_path, "Clips/Page.md", "# Clipped\nhello \x1b[2Jthere \x1b]0;pwned\x07friend")
+    assert obsidian.main(["--obsidian", str(tmp_path), "--embedding-model", embedding_model_path]) == 0
+    out = capsys.readouterr().out
+    assert "hello there friend" in out and "\x1b" not in out and "\x07" not in out
+
+
 def test_cli_without_vault_is_a_user_error(tmp_path):
     with pytest.raises(settings.UserError, match="--obsidian"):
         obsidian.main([])
