@@ -149,6 +149,11 @@ _CITATION = re.compile(r"(\s*)\[(\d{1,6}(?:\s*[,;]\s*\d{1,6})*)\]")
 _OPEN_TAIL = re.compile(r"\s*(?:\[[\d\s,;]{0,24})?\Z")
 
 
+def without_citations(text: str) -> str:
+    """`text` with every citation marker removed: `"Kyoto [2], then Osaka [3, 4]."` -> `"Kyoto, then Osaka."`."""
+    return _CITATION.sub("", text)
+
+
 class CitationFilter:
     """Removes citation markers that point to no passage of the prompt from a streamed answer,
     piece by piece: `[3]` with 2 passages goes (with the space before it), `[1, 3]` becomes `[1]`.

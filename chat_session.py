@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Callable, TextIO
 
 import period_summary
 import settings
-from chunking import span_text
 from chat_prompt import (CitationFilter, Passages, Prompt, fit_prompt, number_ranges, passage_header, source_list,
-                         system_prompt)
+                         system_prompt, without_citations)
+from chunking import span_text
 from chat_resources import BackgroundModels, DatabaseDown, ModelLoadFailed
 
 if TYPE_CHECKING:
@@ -322,6 +322,10 @@ class ChatSession:
         sources = (f"sources (every passage read, {batches} batch{'es' if batches != 1 else ''}): "
                    + settings.terminal_safe("; ".join(period_summary.grouped_sources(passages))))
         self._finish_turn(turn, text, pieces, sources, self.length_note(answer_tokens))
+        if turn.answer:
+            # Its [N] number the passages it read, which later prompts do not carry: kept, they
+            # would read as the conversation's own passage numbers.
+            self.history[-1] = {"role": "assistant", "content": without_citations(turn.answer)}
         return turn
 
     def length_note(self, answer_tokens: int) -> str:
