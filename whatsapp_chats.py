@@ -293,8 +293,8 @@ def load_txt_chat(text: str, source: str, chat_name: str | None, contacts: Conta
         chat_name = " & ".join(sorted(a for a in authors if a)[:3])
     is_group = len(authors) > 2 or chat_name not in authors
     if not is_group and len(authors) == 2:
-        # A 1:1 export holds the partner (named in the file name) and the owner. The owner's
-        # lines say "Me"; their name stays on the message for the chunk header (owner_name).
+        # A 1:1 export holds the partner (named in the file name) and the owner; the owner's
+        # name stays on the message for the chunk's header and lines (owner_name).
         for message in messages:
             if message.author != chat_name:
                 message.from_me = True

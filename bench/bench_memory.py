@@ -13,7 +13,8 @@ evidence messages found in its top 10 passages, averaged per question kind. Side
 - main@957c8e6: chunks filling the embedder's whole budget per sitting, hybrid search, at most
          3 passages per chat (reproduced with today's functions and those settings);
 - now:   what this checkout ships (4-message chat units read with their neighbours, the owner
-         named in 1:1 headers, names as a third ranking, the cap per note or chat day).
+         named in 1:1 headers and on their own lines, lines with the time only (the date is in
+         the header), names as a third ranking, the cap per note or chat day).
 Results: bench/results/memory.json.
 """
 from __future__ import annotations
@@ -229,7 +230,7 @@ def configurations():
 def rules_of_main_957c8e6():
     """Today's code with main@957c8e6's rules: chat chunks fill the whole token budget of a
     sitting, the exporter is only "Me", at most 3 passages per chat (not per chat day), no
-    name signal, no neighbouring units."""
+    name signal, no neighbouring units, the date on every line."""
     import retrieve_related_content_from_db as retrieval
     import search_results
     import whatsapp_to_embeddings as wa
@@ -237,7 +238,7 @@ def rules_of_main_957c8e6():
     rules = {(wa, "CHAT_UNIT_MESSAGES"): None, (wa, "owner_name"): lambda chat: None,
              (search_results, "diversity_key"): lambda hit: (hit.doc_id, None),
              (retrieval, "_with_named_people"): lambda store, vector, request, k, hits, applied: hits,
-             (retrieval, "CONTEXT_UNITS"): 0}
+             (retrieval, "CONTEXT_UNITS"): 0, (wa, "LINE_TIME_FORMAT"): "%Y-%m-%d %H:%M"}
     saved = {key: getattr(*key) for key in rules}
     for (module, name), value in rules.items():
         setattr(module, name, value)

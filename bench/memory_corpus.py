@@ -5,7 +5,7 @@
 Ten (or more) chats between two friends, each with ~30 sittings spread over about a year, ~20
 messages a sitting, written as WhatsApp's in-app "Export chat" files (`WhatsApp Chat with B.txt`,
 Android layout). Like the held-out set of issue 15, both speakers are named in the questions
-(the exporter of a chat becomes "Me" at ingestion, so their name is only in what was said), facts
+(the exporter of a chat is named in the export's lines, as Android writes them), facts
 are told with relative times ("yesterday", "last weekend"), sittings are full of small talk, and
 every chat tells the same kinds of facts (pets, trips, jobs, classes...) with other details.
 

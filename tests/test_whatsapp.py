@@ -190,10 +190,10 @@ def test_exporter_json_chats_with_contacts_both_layouts(tmp_path):
     family, maria = (chunks_of(d) for d in docs)
     assert maria[0].text.split("\n") == [
         "WhatsApp chat with Maria Silva, 2021-06-26 10:15 to 2021-06-26 10:18",
-        "2021-06-26 10:15 Maria Silva: Are we still on for Saturday?",
-        "2021-06-26 10:16 Me: Yes! See you there",
-        "2021-06-26 10:17 Maria Silva: [photo] The view",
-        "2021-06-26 10:18 Maria Silva: [audio]",
+        "10:15 Maria Silva: Are we still on for Saturday?",
+        "10:16 Me: Yes! See you there",
+        "10:17 Maria Silva: [photo] The view",
+        "10:18 Maria Silva: [audio]",
     ]
     chunk = maria[0]
     assert (chunk.source, chunk.chat_name, chunk.chat_id, chunk.people) == (
@@ -202,9 +202,9 @@ def test_exporter_json_chats_with_contacts_both_layouts(tmp_path):
     assert chunk.ended_at == datetime(2021, 6, 26, 10, 18, tzinfo=timezone.utc)
     assert len(chunk.metadata["message_ids"]) == 4 and chunk.source_kind == chunking.MESSAGES
     # Group: senders named, the unknown number shown as +number; the current layout names it.
-    assert "2021-06-27 08:00 +447700900123: Morning all" in family[0].text
+    assert "08:00 +447700900123: Morning all" in family[0].text
     assert family[0].text.startswith("WhatsApp group Family, ")
-    assert "2021-06-27 08:03 Uncle Bob: millis" in family[0].text
+    assert "08:03 Uncle Bob: millis" in family[0].text
     assert family[0].people == ["+447700900123", "Uncle Bob"]
 
     write_contacts(tmp_path / "export" / "contacts.csv", CURRENT_FIELDS, [
@@ -213,7 +213,7 @@ def test_exporter_json_chats_with_contacts_both_layouts(tmp_path):
         {"Organization Name": "Bakery", "Phone 2 - Value": "+55 11 98765-4321"},
     ], bom=True)
     family, maria = (chunks_of(d) for d in documents(tmp_path / "export"))
-    assert "2021-06-27 08:00 Priya Patel: Morning all" in family[0].text
+    assert "08:00 Priya Patel: Morning all" in family[0].text
     assert maria[0].chat_name == "Bakery"
 
 
@@ -225,7 +225,7 @@ def test_per_chat_json_files_and_explicit_contacts(tmp_path):
                               [{"Nickname": "Pri", "Phone 1 - Value": "+44 7700 900123"}], bom=False)
     [doc] = documents(tmp_path / "per-chat", contacts=contacts)
     [chunk] = chunks_of(doc)
-    assert chunk.text.split("\n")[1] == "2021-01-01 09:00 Pri: Happy new year"
+    assert chunk.text.split("\n")[1] == "09:00 Pri: Happy new year"
 
 
 def test_contact_numbers_normalise_and_match_on_national_number():
@@ -256,13 +256,13 @@ def test_session_gap_single_message_and_token_budget_with_real_model(tmp_path, e
     ann = chunks_of(docs["whatsapp:441@s.whatsapp.net"])
     assert len(ann) >= 3
     assert all(embedder.count_tokens(c.text) <= budget for c in ann)
-    assert ann[-1].text.split("\n")[1:] == ["2021-06-26 13:00 Ann: after a long silence"]
+    assert ann[-1].text.split("\n")[1:] == ["13:00 Ann: after a long silence"]
     lines = message_lines(ann[:-1])
-    assert len(lines) == 60 and lines[0] == "2021-06-26 10:00 Me: message number 0 about the trip to Lisbon and the hotel"
+    assert len(lines) == 60 and lines[0] == "10:00 Me: message number 0 about the trip to Lisbon and the hotel"
     ids = [i for c in ann for i in c.metadata["message_ids"]]
     assert len(ids) == len(set(ids)) == 61
     [bo] = chunks_of(docs["whatsapp:442@s.whatsapp.net"])
-    assert bo.text == "WhatsApp chat with Bo, 2021-06-26 10:00 to 2021-06-26 10:00\n2021-06-26 10:00 Bo: just one"
+    assert bo.text == "WhatsApp chat with Bo, 2021-06-26 10:00 to 2021-06-26 10:00\n10:00 Bo: just one"
     cy = chunks_of(docs["whatsapp:443@s.whatsapp.net"])
     assert len(cy) > 5 and all(embedder.count_tokens(c.text) <= budget for c in cy)
     rebuilt = " ".join(line.split("Cy: ", 1)[1] for line in message_lines(cy))
@@ -279,7 +279,7 @@ def test_a_message_over_the_budget_is_cut_at_clause_ends_like_a_note(tmp_path):
     chunks = chunks_of(doc)
     lines = message_lines(chunks)
     assert all(words(chunk.text) <= 30 for chunk in chunks) and len(lines) > 1
-    assert all(line.startswith("2021-06-26 10:00 Dee: ") and line.endswith((";", ".")) for line in lines)
+    assert all(line.startswith("10:00 Dee: ") and line.endswith((";", ".")) for line in lines)
     assert " ".join(line.split("Dee: ", 1)[1] for line in lines) == " ".join(clauses)
 
 
@@ -305,7 +305,7 @@ def test_overlapping_json_exports_do_not_duplicate(tmp_path):
     write_json(tmp_path / "2022" / "result.json", {jid: json_chat("Ann", new)})
     [doc] = documents(tmp_path)
     [chunk] = chunks_of(doc)
-    assert [line.split(" ", 2)[2] for line in message_lines([chunk])] == ["Ann: hi", "Ann: ok", "Ann: ok", "Ann: bye"]
+    assert [line.split(" ", 1)[1] for line in message_lines([chunk])] == ["Ann: hi", "Ann: ok", "Ann: ok", "Ann: bye"]
     assert chunk.metadata["message_ids"] == ["A", "B", "C", "D"]
     assert [Path(p).name for p in doc.paths] == ["result.json", "result.json"]
 
@@ -323,8 +323,8 @@ def test_overlapping_txt_exports_android_and_ios_merge(tmp_path):
     assert warnings == [] and doc.doc_id == "whatsapp:ann"
     [chunk] = chunks_of(doc)
     assert message_lines([chunk]) == [
-        "2021-06-26 10:00 Ann: hi", "2021-06-26 10:01 Me: ok", "2021-06-26 10:01 Ann: ok",
-        "2021-06-26 10:30 Ann: new one"]
+        "10:00 Ann: hi", "10:01 Me Myself: ok", "10:01 Ann: ok",
+        "10:30 Ann: new one"]
     assert chunk.started_at == datetime(2021, 6, 26, 10, 0) and chunk.started_at.tzinfo is None
     assert len(set(chunk.metadata["message_ids"])) == 4
 
@@ -345,10 +345,10 @@ def test_txt_and_json_of_the_same_chat_merge_across_time_zones(tmp_path):
     assert doc.doc_id == "whatsapp:5511987654321@s.whatsapp.net"
     [chunk] = chunks_of(doc)
     assert message_lines([chunk]) == [
-        "2021-06-26 10:15 Maria Silva: Are we still on for Saturday?",
-        "2021-06-26 10:16 Me: Yes! See you",
-        "2021-06-26 10:17 Maria Silva: [photo]",
-        "2021-06-26 10:40 Maria Silva: Only in the newer export",
+        "10:15 Maria Silva: Are we still on for Saturday?",
+        "10:16 Me: Yes! See you",
+        "10:17 Maria Silva: [photo]",
+        "10:40 Maria Silva: Only in the newer export",
     ]
     assert chunk.ended_at == datetime(2021, 6, 26, 10, 40, tzinfo=timezone.utc)
     assert sorted(Path(p).name for p in doc.paths) == ["WhatsApp Chat with Maria Silva.txt", "result.json"]
@@ -400,7 +400,7 @@ def test_cli_prints_chunks_as_json(tmp_path, capsys, embedding_model_path):
     assert wa.main(["--whatsapp", str(tmp_path), "--json", "--embedding-model", embedding_model_path]) == 0
     [line] = capsys.readouterr().out.strip().split("\n")
     row = json.loads(line)
-    assert row["doc_id"] == "whatsapp:bo" and row["text"].endswith("2021-06-26 10:00 Bo: hello there")
+    assert row["doc_id"] == "whatsapp:bo" and row["text"].endswith("10:00 Bo: hello there")
     assert row["tokens"] <= 254 and row["started_at"] == "2021-06-26T10:00:00"
 
 
@@ -431,14 +431,14 @@ def test_ios_group_zip_names_numbers_and_joins_the_json_group(tmp_path):
     [doc] = documents(tmp_path, date_order="monthfirst")
     assert doc.doc_id == "whatsapp:120363000000000009@g.us"
     chunks = chunks_of(doc)
-    assert message_lines(chunks) == ["2021-06-03 09:00 Maria Silva: Tickets booked",
-                                     "2021-06-04 10:00 Rui: [photo] Great, see you"]
+    assert message_lines(chunks) == ["09:00 Maria Silva: Tickets booked",
+                                     "10:00 Rui: [photo] Great, see you"]
     assert chunks[-1].people == ["Rui"] and chunks[0].text.startswith("WhatsApp group Trip group, ")
 
 
-def test_a_one_to_one_export_names_its_owner_in_the_header_and_people(tmp_path):
-    # Questions name both people ("When did Ana adopt a cat?"): the exporter's lines say "Me",
-    # so their name is kept in the header and the people the person filter and search match.
+def test_a_one_to_one_export_names_its_owner_in_the_header_lines_and_people(tmp_path):
+    # Questions name both people ("When did Ana adopt a cat?"): the exporter's name is kept in
+    # the header, in their own lines (not "Me") and in the people the person filter matches.
     write_text(tmp_path / "WhatsApp Chat with Maria Silva.txt",
                "26/06/2021, 10:15 - Maria Silva: How is the kitten?\n"
                "26/06/2021, 10:16 - Ana: We adopted her yesterday, her name is Noodle\n")
@@ -446,8 +446,8 @@ def test_a_one_to_one_export_names_its_owner_in_the_header_and_people(tmp_path):
     [chunk] = chunks_of(doc)
     assert chunk.text.split("\n") == [
         "WhatsApp chat with Maria Silva (me: Ana), 2021-06-26 10:15 to 2021-06-26 10:16",
-        "2021-06-26 10:15 Maria Silva: How is the kitten?",
-        "2021-06-26 10:16 Me: We adopted her yesterday, her name is Noodle",
+        "10:15 Maria Silva: How is the kitten?",
+        "10:16 Ana: We adopted her yesterday, her name is Noodle",
     ]
     assert chunk.people == ["Maria Silva", "Ana"]
     # A group export names no single owner.

@@ -155,3 +155,19 @@ def test_chats_stream_one_at_a_time_and_read_as_the_whole_history_merges(tmp_pat
     assert "WhatsApp Chat with Rui.txt" not in parsed and "WhatsApp Chat with Ana.txt" in parsed
     list(chats)
     assert parsed.count("WhatsApp Chat with Rui.txt") == 2
+
+
+def test_a_recorded_chat_is_cut_into_the_same_units_as_a_parsed_one(tmp_path):
+    # A sitting longer than one search unit: the record's chunks (after --forget, into a fresh
+    # index) must be the parsed run's small units, not chunks filling the whole budget.
+    folder = tmp_path / "wa"
+    folder.mkdir()
+    lines = [f"26/06/2021, 10:{minute:02d} - {'Maria' if minute % 2 else 'Rui'}: message {minute}\n"
+             for minute in range(wa.CHAT_UNIT_MESSAGES * 2 + 1)]
+    (folder / "WhatsApp Chat with Maria.txt").write_text("".join(lines), encoding="utf-8")
+    age(folder / "WhatsApp Chat with Maria.txt")
+    [first] = read(folder, tmp_path / "cache")
+    [again] = read(folder, tmp_path / "cache")
+    parsed = [c.text for c in first.make_chunks()]
+    assert len(parsed) == 3
+    assert [c.text for c in again.make_chunks()] == parsed
