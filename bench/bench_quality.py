@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = setup_arg_parser().parse_args(argv)
     settings.mark_offline()
     import quality_corpus
+    from bench_retrieval import OFF_TOPIC, percentile
     import retrieve_related_content_from_db as retrieval
     import store as store_module
     from embedding_generator_multilingual import Embedder
@@ -112,10 +113,16 @@ def main(argv: list[str] | None = None) -> int:
                     result = retrieval.search_vector(db, query_vector, request_for(question, use_filters),
                                                      k=args.k, mode=mode)
                     facts = [hit.metadata.get("fact") for hit in result.hits]
+                    if mode_name == "hybrid":
+                        row["best_score"] = max((hit.score for hit in result.hits), default=0.0)
                     row[mode_name] = facts.index(question.fact) + 1 if question.fact in facts else None
                     if use_filters and result.fell_back:
                         row["fell_back"] = True
                 per_question.append(row)
+            # What the "nothing in the index is close" note is judged on, for real and off-topic questions.
+            off_topic = [max((hit.score for hit in retrieval.search_vector(
+                db, embedder.embed_query(text), retrieval.SearchRequest(text), k=args.k, mode="hybrid").hits),
+                default=0.0) for text in OFF_TOPIC]
 
     categories = sorted({q["category"] for q in per_question})
     groups = {"all": per_question, **{c: [q for q in per_question if q["category"] == c] for c in categories},
@@ -131,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
             and table["name+rare"]["hybrid"][recall] >= table["name+rare"]["vector"][recall],
         "date-filtered questions reach recall@10 >= 0.9": table["date filters"]["hybrid+filters"][recall] >= 0.9,
     }
-    report = {"embedding_model": label, "chunks": len(chunks), "questions": len(questions), "k": args.k,
+    best = [q["best_score"] for q in per_question]
+    close = {"close_score": embedder.close_score,
+             "real_questions_best": {f"p{q}": round(percentile(best, q), 3) for q in (1, 5, 50)},
+             "off_topic_best": {f"p{q}": round(percentile(off_topic, q), 3) for q in (50, 95, 100)},
+             "real_flagged": round(sum(b < embedder.close_score for b in best) / len(best), 3),
+             "off_topic_flagged": round(sum(b < embedder.close_score for b in off_topic) / len(off_topic), 3)}
+    report = {"embedding_model": label, "nothing_close": close, "chunks": len(chunks), "questions": len(questions), "k": args.k,
               "embed_seconds": round(embed_s, 1), "results": table, "checks": checks, "per_question": per_question}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -141,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     for group, row in table.items():
         cells = "".join(f"{row[m][recall]:>14.2f} / {row[m]['mrr']:.2f}" for m in MODES)
         print(f"{group:<16}{row['vector']['n']:>4}{cells}")
+    print(f"best similarity: real questions {close['real_questions_best']}, off-topic {close['off_topic_best']}; "
+          f"close_score {close['close_score']} flags {close['real_flagged']:.0%} of real questions and "
+          f"{close['off_topic_flagged']:.0%} of off-topic ones")
     for check, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}: {check}")
     print(f"wrote {args.output}")
