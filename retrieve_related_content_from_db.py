@@ -15,6 +15,7 @@ holds the SQL that reads the index.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 from datetime import timedelta
@@ -90,15 +91,19 @@ def common_words(store: "Store", words: list[str]) -> set[str]:
     ("2021", the name of the person half the chats are with) only add noise to a keyword match."""
     if not words:
         return set()
-    rows = store.conn.execute(
+    return {r[0] for r in _common_words_cursor(store, words).fetchall()}
+
+
+def _common_words_cursor(store: "Store", words: list[str]):
+    """The cursor of `common_words`' query (sent, not read: a pipeline sends it with others)."""
+    return store.conn.execute(
         """SELECT e.word FROM pg_stats AS s,
                   unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(word, freq)
            WHERE s.schemaname = current_schema() AND s.tablename = 'chunks' AND s.attname = 'tsv'
              AND e.freq > %s AND e.freq * (SELECT reltuples FROM pg_class WHERE oid = 'chunks'::regclass) > %s
              AND e.word = ANY(%s)""",
         (COMMON_WORD_FRACTION, COMMON_WORD_MIN_CHUNKS, words),
-    ).fetchall()
-    return {r[0] for r in rows}
+    )
 
 
 def _like_escape(text: str) -> str:
@@ -207,11 +212,12 @@ ORDER BY f.fused_score DESC, f.vector_rank NULLS LAST, c.id""").format(
         ctes=sql.SQL("").join(parts), columns=columns)
 
 
-def _count_at_most(store: "Store", where, params: dict, limit: int) -> int:
+def _count_at_most(store: "Store", where, params: dict, limit: int):
+    """The cursor of a count of the rows `where` picks, stopping at `limit` (sent, not read)."""
     from psycopg import sql
 
     query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM chunks WHERE {} LIMIT %(count_limit)s) AS s").format(where)
-    return store.conn.execute(query, {**params, "count_limit": limit}).fetchone()[0]
+    return store.conn.execute(query, {**params, "count_limit": limit})
 
 
 def _row_to_hit(row, mode: str) -> Hit:
@@ -260,33 +266,63 @@ def check_index(store: "Store", embedder: "Embedder") -> None:
     store.register_vector()
 
 
-def _run(store: "Store", vector, request: SearchRequest, k: int, mode: str, use_filters: bool,
-         explain: bool = False):
-    """Run one search statement; returns (rows, applied filters) or the plan text with `explain`."""
+@dataclasses.dataclass
+class _Statement:
+    """One search statement on its way to the server (`_run_all` sends it in two steps)."""
+    params: dict
+    where: object
+    applied: dict
+    mode: str
+    words: list[str]
+    cursors: tuple = ()
+
+
+def _statement(vector, request: SearchRequest, k: int, mode: str, use_filters: bool) -> _Statement:
+    """The statement for one query (its filters, its words for the keyword half), not yet sent."""
     import numpy as np
+
+    params: dict = {"q": np.asarray(vector, dtype=np.float32), "n": max(MIN_CANDIDATES, CANDIDATES_PER_K * k)}
+    where, applied = _filter_sql(request, params) if use_filters else (None, {})
+    words = text_query_words(request.query) if mode == "hybrid" else []
+    return _Statement(params, where, applied, mode, words)
+
+
+def _run_all(store: "Store", statements: list[_Statement], explain: bool = False) -> list:
+    """Each statement's rows (the plan text with `explain`), in two round trips for them all:
+    the lookups a statement's shape depends on (its common words, the size of its filtered
+    subset), then the statements, each after its HNSW beam width (pipelined: sent together)."""
+    conn = store.conn
+    # Off autocommit, all in a transaction block of their own (a search leaves none open).
+    with contextlib.nullcontext() if conn.autocommit else conn.transaction():
+        if any(s.words or s.where is not None for s in statements):
+            with conn.pipeline():
+                for s in statements:
+                    s.cursors = (_common_words_cursor(store, s.words) if s.words else None,
+                                 _count_at_most(store, s.where, s.params, EXACT_SEARCH_MAX_ROWS + 1)
+                                 if s.where is not None else None)
+        _send_statements(store, statements, explain)
+    rows = [s.cursors[0].fetchall() for s in statements]
+    return ["\n".join(r[0] for r in plan) for plan in rows] if explain else rows
+
+
+def _send_statements(store: "Store", statements: list[_Statement], explain: bool) -> None:
+    """Each statement's final shape from its lookups, and the statements sent in one pipeline."""
     from psycopg import sql
 
-    params: dict = {"q": np.asarray(vector, dtype=np.float32)}
-    where, applied = _filter_sql(request, params) if use_filters else (None, {})
-    candidates = max(MIN_CANDIDATES, CANDIDATES_PER_K * k)
-    params["n"] = candidates
-    with store.conn.transaction():
-        words = text_query_words(request.query) if mode == "hybrid" else []
-        common = common_words(store, words)
-        words = [w for w in words if w not in common]
-        params["tsq"] = _tsquery_text(words)
-        exact = False
-        ef_search = max(DEFAULT_EF_SEARCH, candidates)
-        if where is not None:
-            exact = _count_at_most(store, where, params, EXACT_SEARCH_MAX_ROWS + 1) <= EXACT_SEARCH_MAX_ROWS
-            ef_search = max(FILTERED_EF_SEARCH, candidates)
-        store.conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(min(ef_search, 1000)),))
-        statement = _search_sql(where, mode, exact, with_text=bool(words))
-        if explain:
-            rows = store.conn.execute(sql.SQL("EXPLAIN ") + statement, params).fetchall()
-            return "\n".join(r[0] for r in rows), applied
-        rows = store.conn.execute(statement, params).fetchall()
-    return rows, applied
+    conn = store.conn
+    with conn.pipeline():
+        for s in statements:
+            common, counted = s.cursors or (None, None)
+            if common is not None:
+                dropped = {r[0] for r in common.fetchall()}
+                s.words = [w for w in s.words if w not in dropped]
+            s.params["tsq"] = _tsquery_text(s.words)
+            exact = counted is not None and counted.fetchone()[0] <= EXACT_SEARCH_MAX_ROWS
+            ef_search = max(DEFAULT_EF_SEARCH if s.where is None else FILTERED_EF_SEARCH, s.params["n"])
+            statement = _search_sql(s.where, s.mode, exact, with_text=bool(s.words))
+            # Session-wide: every search statement sets its own just before it runs.
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(min(ef_search, 1000)),))
+            s.cursors = (conn.execute(sql.SQL("EXPLAIN ") + statement if explain else statement, s.params),)
 
 
 def search(store: "Store", embedder: "Embedder", request: SearchRequest, k: int = DEFAULT_TOP_K,
@@ -351,11 +387,22 @@ def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAU
 def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
              use_filters: bool) -> tuple[list[Hit], dict]:
     """(candidates best first, the filters applied) for one query: the SQL's fused vector and
-    keyword rankings, then in hybrid mode the named people's passages fused in."""
-    rows, applied = _run(store, vector, request, k, mode, use_filters=use_filters)
-    hits = [_row_to_hit(row, mode) for row in rows]
-    if hits and mode == "hybrid" and not request.people:
-        hits = _with_named_people(store, vector, request, k, hits, applied)
+    keyword rankings, then in hybrid mode the passages of the people it names fused in as a
+    third list (their statement runs alongside, see "names as signals")."""
+    statements = [_statement(vector, request, k, mode, use_filters)]
+    applied = statements[0].applied
+    names = named_people(store, request.query) if mode == "hybrid" and not request.people else []
+    if names:
+        # Only the person's passages, under the same filters as the question.
+        person_request = dataclasses.replace(request, people=names) if applied else SearchRequest(
+            request.query, people=names)
+        statements.append(_statement(vector, person_request, k, "vector", use_filters=True))
+    rows = _run_all(store, statements)
+    hits = [_row_to_hit(row, mode) for row in rows[0]]
+    if hits and names:
+        fused = {hit.chunk_id: hit for hit in hits}
+        fuse_ranking(fused, [_row_to_hit(row, "hybrid") for row in rows[1]], NAMED_PERSON_WEIGHT)
+        hits = by_fused_score(fused.values())
     return hits, applied
 
 
@@ -396,21 +443,6 @@ def named_people(store: "Store", query: str) -> list[str]:
             if name not in names:
                 names.append(name)
     return names[:MAX_NAMED_PEOPLE]
-
-
-def _with_named_people(store: "Store", vector, request: SearchRequest, k: int, hits: list[Hit],
-                       applied: dict) -> list[Hit]:
-    """`hits` re-fused with the named people's own passages (vector order) as a third RRF list."""
-    names = named_people(store, request.query)
-    if not names:
-        return hits
-    # Only the person's passages, under the same filters that produced `hits`.
-    person_request = dataclasses.replace(request, people=names) if applied else SearchRequest(
-        request.query, people=names)
-    person_rows, _ = _run(store, vector, person_request, k, "vector", use_filters=True)
-    fused = {hit.chunk_id: hit for hit in hits}
-    fuse_ranking(fused, [_row_to_hit(row, "hybrid") for row in person_rows], NAMED_PERSON_WEIGHT)
-    return by_fused_score(fused.values())
 
 
 # ---------------------------------------------------------------- chat context
@@ -526,8 +558,7 @@ def explain_search(store: "Store", vector, request: SearchRequest, k: int = DEFA
                    mode: str = DEFAULT_MODE) -> str:
     """The query plan of the statement `search` would run (to check the HNSW index is used)."""
     store.register_vector()
-    plan, _ = _run(store, vector, request, k, mode, use_filters=True, explain=True)
-    return plan
+    return _run_all(store, [_statement(vector, request, k, mode, use_filters=True)], explain=True)[0]
 
 
 def applied_filters(request: SearchRequest) -> dict:
