@@ -496,9 +496,9 @@ def test_list_shows_every_chunk_and_forget_deletes_a_source_prefix(database_url,
     lines = out.splitlines()
     assert len(lines) == 9
     maria = [line.split("\t") for line in lines if line.startswith("<whatsapp>:Maria")]
-    assert maria[0][:3] == ["<whatsapp>:Maria", "whatsapp:maria@s.whatsapp.net", "2021-06-26 "
-                            + datetime(2021, 6, 26, 10, tzinfo=timezone.utc).astimezone().strftime("%H:%M")
-                            + "-" + datetime(2021, 6, 26, 10, 5, tzinfo=timezone.utc).astimezone().strftime("%H:%M")]
+    first, last = (datetime(2021, 6, 26, 10, minute, tzinfo=timezone.utc).astimezone() for minute in (0, 5))
+    assert maria[0][:3] == ["<whatsapp>:Maria", "whatsapp:maria@s.whatsapp.net",
+                            f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"]
     assert maria[0][3] == "Maria\\n2021-06-26 10:15 Maria: Saturday?"  # one line per chunk
 
     out, _ = run_main(["--list", "--json", "--source-prefix", "<whatsapp>:", "--database-url", database_url])
