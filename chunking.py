@@ -77,6 +77,18 @@ def span_text(first: date | datetime | None, last: date | datetime | None = None
     return start if start == end else f"{start} to {end}"
 
 
+# The span that ends a chat chunk's header line: stored and embedded text, so its shape is fixed
+# (both ends to the minute, even when equal) and search can find it to widen it (`SITTING_SPAN`).
+SITTING_SPAN = re.compile(r", \d{4}-\d{2}-\d{2} \d{2}:\d{2} to \d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
+
+
+def sitting_span(first: datetime, last: datetime) -> str:
+    """`, 2021-06-26 10:15 to 2021-06-26 10:18`: the end of a chat chunk's header (wall clock).
+    Changing it changes every chat chunk's text: bump the WhatsApp PARSER_VERSION with it."""
+    first, last = (when.astimezone() if when.tzinfo else when for when in (first, last))
+    return f", {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
+
+
 def json_fields(item: object, names: Sequence[str]) -> dict:
     """The named attributes of a chunk (or a search hit) as a JSON-safe dict, in the order
     given: datetimes as ISO 8601 strings, lists copied. Every JSON rendering of a chunk (the

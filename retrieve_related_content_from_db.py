@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import settings
-from chunking import MESSAGES, MTIME_ORIGIN, NOTES
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES, SITTING_SPAN, sitting_span
 # The search's types and SQL-free steps; callers may import them from here as before.
 from search_results import (DEFAULT_TOP_K, MAX_CHUNKS_PER_DOCUMENT, MIN_WORD_LENGTH, RRF_K, STOPWORDS,  # noqa: F401
                             Hit, SearchRequest, SearchResult, by_fused_score, date_bound, diversify, diversity_key,
@@ -449,9 +449,6 @@ def named_people(store: "Store", query: str) -> list[str]:
 # Chats are searched by small units (a few messages, see whatsapp_to_embeddings) and read with
 # their neighbours: a chat hit's content grows by the units around it in the same sitting.
 
-_SPAN = re.compile(r", (\d{4}-\d{2}-\d{2} \d{2}:\d{2}) to (\d{4}-\d{2}-\d{2} \d{2}:\d{2})$")
-
-
 def _neighbour_rows(store: "Store", hits: list[Hit]) -> dict[int, list[tuple]]:
     """{chunk id of a chat hit: (id, content, started_at, ended_at) of the hit and the
     CONTEXT_UNITS chunks of its chat just before and after it, in time order}, in one query."""
@@ -518,7 +515,7 @@ def with_chat_context(store: "Store", hits: list[Hit], k: int) -> list[Hit]:
         if len(context) > 1:
             header, _, _ = hit.text.partition("\n")
             start, end = context[0][2], context[-1][3]
-            header = _SPAN.sub(f", {start.astimezone():%Y-%m-%d %H:%M} to {end.astimezone():%Y-%m-%d %H:%M}", header)
+            header = SITTING_SPAN.sub(sitting_span(start, end), header)
             body = [u[1].partition("\n")[2] for u in context]
             hit.text = "\n".join([header, *body])
             hit.started_at, hit.ended_at = start, end

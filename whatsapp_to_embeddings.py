@@ -77,7 +77,7 @@ def _short(name: str) -> str:
 def _header(chat: Chat, first: datetime, last: datetime, owner: str | None = None) -> str:
     kind = "WhatsApp group" if chat.is_group else "WhatsApp chat with"
     me = f" (me: {_short(owner)})" if owner else ""
-    return f"{kind} {_short(chat.name)}{me}, {_local(first):%Y-%m-%d %H:%M} to {_local(last):%Y-%m-%d %H:%M}"
+    return f"{kind} {_short(chat.name)}{me}{chunking.sitting_span(first, last)}"
 
 
 def _sessions(messages: list[Message], gap: timedelta) -> Iterator[list[Message]]:
