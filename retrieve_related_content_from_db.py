@@ -85,17 +85,12 @@ def _tsquery_text(words: list[str]) -> str:
     return " | ".join(f"'{w}':*" if len(w) >= PREFIX_MATCH_LENGTH else f"'{w}'" for w in words)
 
 
-def common_words(store: "Store", words: list[str]) -> set[str]:
-    """The words found in more than COMMON_WORD_FRACTION of chunks (and COMMON_WORD_MIN_CHUNKS), from the planner's
-    statistics (ANALYZE keeps them; nothing is dropped before the first ANALYZE). Such words
-    ("2021", the name of the person half the chats are with) only add noise to a keyword match."""
-    if not words:
-        return set()
-    return {r[0] for r in _common_words_cursor(store, words).fetchall()}
-
-
-def _common_words_cursor(store: "Store", words: list[str]):
-    """The cursor of `common_words`' query (sent, not read: a pipeline sends it with others)."""
+def common_words_query(store: "Store", words: list[str]):
+    """The cursor (sent, not yet read: a pipeline sends it with others) whose rows are those of
+    `words` found in more than COMMON_WORD_FRACTION of chunks (and COMMON_WORD_MIN_CHUNKS), from
+    the planner's statistics (ANALYZE keeps them; nothing is dropped before the first ANALYZE).
+    Such words ("2021", the name of the person half the chats are with) only add noise to a
+    keyword match."""
     return store.conn.execute(
         """SELECT e.word FROM pg_stats AS s,
                   unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(word, freq)
@@ -297,7 +292,7 @@ def _run_all(store: "Store", statements: list[_Statement], explain: bool = False
         if any(s.words or s.where is not None for s in statements):
             with conn.pipeline():
                 for s in statements:
-                    s.cursors = (_common_words_cursor(store, s.words) if s.words else None,
+                    s.cursors = (common_words_query(store, s.words) if s.words else None,
                                  _count_at_most(store, s.where, s.params, EXACT_SEARCH_MAX_ROWS + 1)
                                  if s.where is not None else None)
         _send_statements(store, statements, explain)
