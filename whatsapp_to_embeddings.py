@@ -47,7 +47,7 @@ ME = "Me"
 LINE_TIME_FORMAT = "%H:%M"
 MAX_HEADER_NAME_CHARS = 80
 
-__all__ = ["iter_documents", "chat_chunks", "owner_name", "Chat"]
+__all__ = ["iter_documents", "chat_chunks", "indexed_chunks", "owner_name", "Chat"]
 
 
 # --- chunks -----------------------------------------------------------------------------------
@@ -208,6 +208,13 @@ _HASH_BLOCK = 1 << 20
 _RACY_NS = 2_000_000_000
 
 
+def indexed_chunks(chat: Chat, count_tokens: Callable[[str], int], max_tokens: int) -> list[chunking.Chunk]:
+    """A chat's chunks as the index stores them: search units of CHAT_UNIT_MESSAGES lines (read
+    at each call, so a benchmark may change it). A freshly parsed chat and one remade from the
+    recorded run both go through here, so they cannot be cut differently."""
+    return chat_chunks(chat, count_tokens, max_tokens, max_lines=CHAT_UNIT_MESSAGES)
+
+
 def file_state(file: Path, recorded: dict | None = None) -> dict:
     """{"size", "mtime_ns", "sha256"} of a file; the recorded hash is reused, without reading
     the file, when its size and mtime are as recorded. OSError when it cannot be read."""
@@ -308,7 +315,7 @@ def iter_documents(path: Path, count_tokens: Callable[[str], int], max_tokens: i
             doc_id=f"whatsapp:{chat.key}",
             source_kind=chunking.MESSAGES,
             fingerprint=_chat_fingerprint(chat, max_tokens),
-            make_chunks=lambda chat=chat: chat_chunks(chat, count_tokens, max_tokens, max_lines=CHAT_UNIT_MESSAGES),
+            make_chunks=lambda chat=chat: indexed_chunks(chat, count_tokens, max_tokens),
             paths=tuple(dict.fromkeys(chat.paths)),
         )
         documents.append([document.doc_id, document.fingerprint, list(document.paths)])
@@ -334,7 +341,7 @@ def _recorded_documents(recorded: list, path: Path, contacts_file: Path | None, 
         chat = parsed.get(doc_id)
         if chat is None:  # the exports changed under this run: the next run reads them anew
             raise chunking.SourceUnreadable(doc_id)
-        return chat_chunks(chat, count_tokens, max_tokens, max_lines=CHAT_UNIT_MESSAGES)
+        return indexed_chunks(chat, count_tokens, max_tokens)
 
     for doc_id, fingerprint, paths in recorded:
         yield chunking.Document(doc_id=doc_id, source_kind=chunking.MESSAGES, fingerprint=fingerprint,
