@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import settings
-from chunking import MESSAGES, MTIME_ORIGIN, NOTES, SITTING_SPAN, sitting_span
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES, SITTING_SPAN, fold_text, sitting_span
 # The search's types and SQL-free steps; callers may import them from here as before.
 from search_results import (DEFAULT_TOP_K, MAX_CHUNKS_PER_DOCUMENT, MIN_WORD_LENGTH, RRF_K, STOPWORDS,  # noqa: F401
                             Hit, SearchRequest, SearchResult, by_fused_score, date_bound, diversify, diversity_key,
@@ -337,18 +337,26 @@ def search(store: "Store", embedder: "Embedder", request: SearchRequest, k: int 
 
 def search_embedded(store: "Store", embedder: "Embedder", requests: list[SearchRequest], k: int = DEFAULT_TOP_K,
                     mode: str = DEFAULT_MODE) -> list[SearchResult]:
-    """`search` for several requests, their questions and sub-queries embedded in one batch
-    (the index already checked: `check_index`); one result per request, in order."""
-    texts, cut_notes, spans = [], [], []
+    """`search` for several requests, their questions and sub-queries (and those without the
+    names they name, `without_names`) embedded in one batch (the index already checked:
+    `check_index`); one result per request, in order."""
+    texts, layouts, cut_notes = [], [], []
     for request in requests:
         fitted = [fit_query(embedder, text) for text in (request.query, *request.sub_queries)]
-        spans.append((len(texts), len(texts) + len(fitted)))
-        texts.extend(text for text, _ in fitted)
         cut_notes.append(fitted[0][1])  # a cut sub-query is the keeper's business, not the user's
+        queries = [text for text, _ in fitted]
+        ranks_names = mode == "hybrid" and not request.people  # as _ranking decides
+        name_free = [without_names(text, named_people(store, text)) if ranks_names else None for text in queries]
+        layouts.append((len(texts), len(queries), [text is not None for text in name_free]))
+        texts.extend(queries)
+        texts.extend(text for text in name_free if text is not None)
     vectors = embed_queries(embedder, texts)
     results = []
-    for request, (first, last), cut_note in zip(requests, spans, cut_notes):
-        result = search_vector(store, vectors[first], request, k, mode, sub_vectors=vectors[first + 1:last])
+    for request, (first, count, has_name_free), cut_note in zip(requests, layouts, cut_notes):
+        extra = iter(vectors[first + count:])
+        name_free_vectors = [next(extra) if has else None for has in has_name_free]
+        result = search_vector(store, vectors[first], request, k, mode, sub_vectors=vectors[first + 1:first + count],
+                               name_free_vectors=name_free_vectors)
         result.note = join_notes(cut_note, result.note,
                                  nothing_close_note(result.hits, getattr(embedder, "close_score", None)))
         results.append(result)
@@ -356,34 +364,39 @@ def search_embedded(store: "Store", embedder: "Embedder", requests: list[SearchR
 
 
 def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAULT_TOP_K,
-                  mode: str = DEFAULT_MODE, sub_vectors=()) -> SearchResult:
+                  mode: str = DEFAULT_MODE, sub_vectors=(), name_free_vectors=()) -> SearchResult:
     """`search` with the query already embedded (benchmarks, tests with chosen vectors).
     `sub_vectors`: the embedded `request.sub_queries`; each is ranked under the same filters
-    (or none, after a fallback) and fused with the question's ranking by reciprocal rank."""
-    hits, applied = _ranking(store, vector, request, k, mode, use_filters=True)
+    (or none, after a fallback) and fused with the question's ranking by reciprocal rank.
+    `name_free_vectors`: for the question and each sub-query, its embedding `without_names`
+    (or None); it ranks the passages of the people it names (missing: its own vector does)."""
+    name_free = list(name_free_vectors) + [None] * (1 + len(sub_vectors) - len(name_free_vectors))
+    hits, applied = _ranking(store, vector, request, k, mode, use_filters=True, name_free_vector=name_free[0])
     fell_back, note = False, None
     if not hits and applied:
         what = " and ".join(filter_names(applied))
         note = f"no passages matched the {what} filter; showing unfiltered results"
         fell_back = True
-        hits, applied = _ranking(store, vector, request, k, mode, use_filters=False)
+        hits, applied = _ranking(store, vector, request, k, mode, use_filters=False, name_free_vector=name_free[0])
     if not hits:
         raise EmptyIndexError(EMPTY_INDEX_HINT)
     if len(sub_vectors):
         rankings = [hits]
-        for query, sub_vector in zip(request.sub_queries, sub_vectors):
+        for query, sub_vector, sub_name_free in zip(request.sub_queries, sub_vectors, name_free[1:]):
             sub_request = dataclasses.replace(request, query=query, sub_queries=[])
-            rankings.append(_ranking(store, sub_vector, sub_request, k, mode, use_filters=not fell_back)[0])
+            rankings.append(_ranking(store, sub_vector, sub_request, k, mode, use_filters=not fell_back,
+                                     name_free_vector=sub_name_free)[0])
         hits = fuse_rankings(rankings)
     hits = with_chat_context(store, diversify(hits, len(hits)), k)
     return SearchResult(hits=hits, request=request, filters_applied=applied, fell_back=fell_back, note=note)
 
 
 def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
-             use_filters: bool) -> tuple[list[Hit], dict]:
+             use_filters: bool, name_free_vector=None) -> tuple[list[Hit], dict]:
     """(candidates best first, the filters applied) for one query: the SQL's fused vector and
     keyword rankings, then in hybrid mode the passages of the people it names fused in as a
-    third list (their statement runs alongside, see "names as signals")."""
+    third list, ranked by `name_free_vector` where given (their statement runs alongside, see
+    "names as signals")."""
     statements = [_statement(vector, request, k, mode, use_filters)]
     applied = statements[0].applied
     names = named_people(store, request.query) if mode == "hybrid" and not request.people else []
@@ -391,7 +404,8 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
         # Only the person's passages, under the same filters as the question.
         person_request = dataclasses.replace(request, people=names) if applied else SearchRequest(
             request.query, people=names)
-        statements.append(_statement(vector, person_request, k, "vector", use_filters=True))
+        person_vector = vector if name_free_vector is None else name_free_vector
+        statements.append(_statement(person_vector, person_request, k, "vector", use_filters=True))
     rows = _run_all(store, statements)
     hits = [_row_to_hit(row, mode) for row in rows[0]]
     if hits and names:
@@ -404,8 +418,8 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
 # ---------------------------------------------------------------- names as signals
 # A question that names someone of the index ("When did Aisha adopt a cat?") should prefer the
 # passages with that person. Their name is in every passage of their chat, so the keyword half
-# drops it as a common word: instead their passages, ranked by vector distance, join the
-# reciprocal rank fusion as a third list.
+# drops it as a common word: instead their passages, ranked by vector distance to the question
+# without their name (`without_names`), join the reciprocal rank fusion as a third list.
 
 _people_cache: dict[tuple, dict[str, list[str]]] = {}
 
@@ -438,6 +452,25 @@ def named_people(store: "Store", query: str) -> list[str]:
             if name not in names:
                 names.append(name)
     return names[:MAX_NAMED_PEOPLE]
+
+
+def without_names(query: str, names: list[str]) -> str | None:
+    """The query without the words of `names` (folded full names, `named_people`), or None when
+    it names none of them or is nothing but names: "What milestone did Leila reach?" ->
+    "What milestone did reach?". Every passage of a person's chat carries their name (header,
+    speaker labels), so ranking them by a query with the name favours the ones where they
+    talk most (often small talk); without it they rank by what is asked (bench_memory)."""
+    words = {word for name in names for word in re.findall(r"[^\W_]+", name)
+             if len(word) > MIN_WORD_LENGTH and word not in STOPWORDS}  # the words named_people matches
+    if not words:
+        return None
+    # A name word goes with a possessive 's after it ("Leila's").
+    kept = re.sub(r"[^\W_]+(?:['’]s\b)?", lambda m: "" if fold_text(re.split(r"['’]", m.group())[0]) in words
+                  else m.group(), query)
+    kept = " ".join(kept.split())
+    if kept == " ".join(query.split()) or not re.search(r"[^\W_]", kept):
+        return None
+    return kept
 
 
 # ---------------------------------------------------------------- chat context

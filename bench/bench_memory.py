@@ -6,7 +6,7 @@
 
 The exports go through the real ingestion (`create_and_persist_embeddings.ingest` over
 `whatsapp_to_embeddings.iter_documents`) and the questions through the CLI's search code
-(`search_vector`, the questions embedded in one batch). Recall@10 = the share of a question's
+(`search_embedded`, one question at a time as the chat asks). Recall@10 = the share of a question's
 evidence messages found in its top 10 passages, averaged per question kind. Side by side:
 - seed:  the seed's rules reproduced: 500-character chunks of `date time name: text` lines,
          vector-only top 10 by cosine, no per-document cap;
@@ -14,7 +14,8 @@ evidence messages found in its top 10 passages, averaged per question kind. Side
          3 passages per chat (reproduced with today's functions and those settings);
 - now:   what this checkout ships (4-message chat units read with their neighbours, the owner
          named in 1:1 headers and on their own lines, lines with the time only (the date is in
-         the header), names as a third ranking, the cap per note or chat day).
+         the header), names as a third ranking (the named person's passages ranked by the
+         question without their name), the cap per note or chat day).
 Results: bench/results/memory.json.
 """
 from __future__ import annotations
@@ -206,13 +207,13 @@ def configurations():
         db.ensure_vector_index()
         return {"chunks": len(chunks), "seconds": round(time.perf_counter() - start, 1)}
 
-    def shipped(db, k):
-        def search(vector, question):
-            result = retrieval.search_vector(db, vector, retrieval.SearchRequest(question["text"]), k=k)
+    def shipped(db, k, embedder):
+        def search(vector, question):  # as the CLI and the chat: embeds what the search needs
+            result = retrieval.search_embedded(db, embedder, [retrieval.SearchRequest(question["text"])], k=k)[0]
             return [(hit.chat_name, hit.content) for hit in result.hits]
         return search
 
-    def main_957c8e6(db, k):
+    def main_957c8e6(db, k, embedder):
         def search(vector, question):
             with rules_of_main_957c8e6():
                 result = retrieval.search_vector(db, vector, retrieval.SearchRequest(question["text"]), k=k)
@@ -220,7 +221,7 @@ def configurations():
         return search
 
     return {
-        "seed": (seed_ingest, lambda db, k: lambda vector, question: seed_search(db, vector, k)),
+        "seed": (seed_ingest, lambda db, k, embedder: lambda vector, question: seed_search(db, vector, k)),
         "main@957c8e6": (legacy_ingest, main_957c8e6),
         "now": (ingest_exports, shipped),
     }
@@ -237,7 +238,7 @@ def rules_of_main_957c8e6():
 
     rules = {(wa, "CHAT_UNIT_MESSAGES"): None, (wa, "owner_name"): lambda chat: None,
              (search_results, "diversity_key"): lambda hit: (hit.doc_id, None),
-             (retrieval, "_with_named_people"): lambda store, vector, request, k, hits, applied: hits,
+             (retrieval, "named_people"): lambda store, query: [],
              (retrieval, "CONTEXT_UNITS"): 0, (wa, "LINE_TIME_FORMAT"): "%Y-%m-%d %H:%M"}
     saved = {key: getattr(*key) for key in rules}
     for (module, name), value in rules.items():
@@ -282,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 reset(db, embedder)
                 timings[name].update(ingest(db, embedder, export_dir))
                 db.register_vector()
-                run_config(name, db, embedder, questions, vectors, make_search(db, args.k), rows, timings)
+                run_config(name, db, embedder, questions, vectors, make_search(db, args.k, embedder), rows, timings)
                 print(f"{name}: {timings[name]}", file=sys.stderr, flush=True)
 
     table = {name: summarise(rows, name) for name in configs}

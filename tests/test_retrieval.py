@@ -394,6 +394,38 @@ def test_a_question_naming_a_chat_partner_prefers_that_chat(db, monkeypatch):
     assert {h.doc_id for h in filtered} == {"whatsapp:bruno"}
 
 
+def test_a_named_persons_passages_rank_by_the_question_without_their_name(db, monkeypatch):
+    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)
+    # Every passage of Aisha's chat carries her name; with it, the question is nearest to where
+    # she talks most. Her passages are ranked by the question without her name instead.
+    when = datetime(2022, 3, 1, tzinfo=UTC)
+    chat = [chat_chunk("Aisha", "Aisha: hi hi", ["Aisha"], when, doc="whatsapp:aisha"),
+            chat_chunk("Aisha", "Aisha: a milestone, I passed my driving test!", ["Aisha"], when.replace(day=2),
+                       doc="whatsapp:aisha")]
+    fill(db, chat, [at_cosine(0.9), at_cosine(0.8, spread=2)])
+
+    class ByText(FakeEmbedder):
+        def embed_query(self, text: str) -> np.ndarray:
+            self.queries.append(text)
+            return unit([0.8, 0, 0, 0.6]) if text == "What milestone did reach?" else self.vector
+
+    embedder = ByText()
+    hits = retrieval.search(db, embedder, SearchRequest("What milestone did Aisha reach?"), k=2).hits
+    assert embedder.queries == ["What milestone did Aisha reach?", "What milestone did reach?"]
+    # (The keyword half ranks the milestone first, the question's vector the greeting: a tie
+    # that the named person's ranking decides.)
+    assert [h.content for h in hits] == ["Aisha: a milestone, I passed my driving test!", "Aisha: hi hi"]
+    assert hits[0].score == pytest.approx(0.8, abs=1e-3)  # its cosine to the question as asked
+
+
+def test_without_names_drops_the_named_words_and_their_possessive():
+    assert retrieval.without_names("Where is Leila's new flat?", ["leila"]) == "Where is new flat?"
+    assert retrieval.without_names("Quando a MÁRCIA foi a Kyoto?", ["marcia souza"]) == "Quando a foi a Kyoto?"
+    # Nothing named, or nothing but names: the question's own vector serves.
+    assert retrieval.without_names("Kyoto?", []) is None
+    assert retrieval.without_names("Leila?", ["leila"]) is None
+
+
 def test_a_chat_hit_is_read_with_its_neighbours_in_the_same_sitting(db, monkeypatch):
     monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 1)
 
