@@ -345,11 +345,10 @@ def search_embedded(store: "Store", embedder: "Embedder", requests: list[SearchR
         fitted = [fit_query(embedder, text) for text in (request.query, *request.sub_queries)]
         cut_notes.append(fitted[0][1])  # a cut sub-query is the keeper's business, not the user's
         queries = [text for text, _ in fitted]
-        ranks_names = mode == "hybrid" and not request.people  # as _ranking decides
-        name_free = [without_names(text, named_people(store, text)) if ranks_names else None for text in queries]
+        name_free = [without_names(text, named_people(store, text)) if mode == "hybrid" and not request.people
+                     else None for text in queries]  # where _ranking ranks the named people's passages
         layouts.append((len(texts), len(queries), [text is not None for text in name_free]))
-        texts.extend(queries)
-        texts.extend(text for text in name_free if text is not None)
+        texts.extend(queries + [text for text in name_free if text is not None])
     vectors = embed_queries(embedder, texts)
     results = []
     for request, (first, count, has_name_free), cut_note in zip(requests, layouts, cut_notes):
@@ -465,9 +464,8 @@ def without_names(query: str, names: list[str]) -> str | None:
     if not words:
         return None
     # A name word goes with a possessive 's after it ("Leila's").
-    kept = re.sub(r"[^\W_]+(?:['’]s\b)?", lambda m: "" if fold_text(re.split(r"['’]", m.group())[0]) in words
-                  else m.group(), query)
-    kept = " ".join(kept.split())
+    kept = " ".join(re.sub(r"[^\W_]+(?:['’]s\b)?", lambda m: "" if fold_text(re.split(r"['’]", m.group())[0])
+                           in words else m.group(), query).split())
     if kept == " ".join(query.split()) or not re.search(r"[^\W_]", kept):
         return None
     return kept
