@@ -416,6 +416,11 @@ def test_a_named_persons_passages_rank_by_the_question_without_their_name(db, mo
     # that the named person's ranking decides.)
     assert [h.content for h in hits] == ["Aisha: a milestone, I passed my driving test!", "Aisha: hi hi"]
     assert hits[0].score == pytest.approx(0.8, abs=1e-3)  # its cosine to the question as asked
+    # The keeper's filter on her: the question's own ranking holds only her passages, ranked so too.
+    embedder.queries.clear()
+    filtered = retrieval.search(db, embedder, SearchRequest("What milestone did Aisha reach?", people=["Aisha"]), k=2)
+    assert embedder.queries == ["What milestone did Aisha reach?", "What milestone did reach?"]
+    assert [h.content for h in filtered.hits][0] == "Aisha: a milestone, I passed my driving test!"
 
 
 def test_without_names_drops_the_named_words_and_their_possessive():
