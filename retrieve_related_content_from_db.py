@@ -340,12 +340,12 @@ def search_embedded(store: "Store", embedder: "Embedder", requests: list[SearchR
     """`search` for several requests, their questions and sub-queries (and those without the
     names they name, `without_names`) embedded in one batch (the index already checked:
     `check_index`); one result per request, in order."""
-    texts, layouts, cut_notes = [], [], []
+    texts, layouts, cut_notes, by_word = [], [], [], people_by_word(store)
     for request in requests:
         fitted = [fit_query(embedder, text) for text in (request.query, *request.sub_queries)]
         cut_notes.append(fitted[0][1])  # a cut sub-query is the keeper's business, not the user's
         queries = [text for text, _ in fitted]
-        name_free = [without_names(text, named_people(store, text)) for text in queries]
+        name_free = [without_names(text, named_people(store, text, by_word)) for text in queries]
         layouts.append((len(texts), len(queries), [text is not None for text in name_free]))
         texts.extend(queries + [text for text in name_free if text is not None])
     vectors = embed_queries(embedder, texts)
@@ -403,8 +403,8 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
         # Only the person's passages, under the same filters as the question.
         person_request = dataclasses.replace(request, people=names) if applied else SearchRequest(
             request.query, people=names)
-        person_vector = vector if name_free_vector is None else name_free_vector
-        statements.append(_statement(person_vector, person_request, k, "vector", use_filters=True))
+        statements.append(_statement(vector if name_free_vector is None else name_free_vector, person_request, k,
+                                     "vector", use_filters=True))
     rows = _run_all(store, statements)
     hits = [_row_to_hit(row, mode) for row in rows[0]]
     if hits and names:
@@ -442,9 +442,10 @@ def people_by_word(store: "Store") -> dict[str, list[str]]:
     return _people_cache[key]
 
 
-def named_people(store: "Store", query: str) -> list[str]:
-    """The people of the index the query names by a word of their name, as folded full names."""
-    by_word = people_by_word(store)
+def named_people(store: "Store", query: str, by_word: dict[str, list[str]] | None = None) -> list[str]:
+    """The index's people the query names by a word of their name, as folded full names (`by_word`:
+    `people_by_word`, read once by a caller that names many queries)."""
+    by_word = people_by_word(store) if by_word is None else by_word
     names: list[str] = []
     for word in text_query_words(query):
         for name in by_word.get(word, ()):
@@ -466,9 +467,7 @@ def without_names(query: str, names: list[str]) -> str | None:
     # A name word goes with a possessive 's after it ("Leila's").
     kept = " ".join(re.sub(r"[^\W_]+(?:['’]s\b)?", lambda m: "" if fold_text(re.split(r"['’]", m.group())[0])
                            in words else m.group(), query).split())
-    if kept == " ".join(query.split()) or not re.search(r"[^\W_]", kept):
-        return None
-    return kept
+    return None if kept == " ".join(query.split()) or not re.search(r"[^\W_]", kept) else kept
 
 
 # ---------------------------------------------------------------- chat context
