@@ -82,11 +82,16 @@ def span_text(first: date | datetime | None, last: date | datetime | None = None
 SITTING_SPAN = re.compile(r", \d{4}-\d{2}-\d{2} \d{2}:\d{2} to \d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
 
 
+def wall_clock(when: datetime) -> datetime:
+    """A chat message's moment as its lines show it: an aware one in the user's zone, a naive
+    one (an export's own local time) as it is."""
+    return when.astimezone() if when.tzinfo else when
+
+
 def sitting_span(first: datetime, last: datetime) -> str:
     """`, 2021-06-26 10:15 to 2021-06-26 10:18`: the end of a chat chunk's header (wall clock).
     Changing it changes every chat chunk's text: bump the WhatsApp PARSER_VERSION with it."""
-    first, last = (when.astimezone() if when.tzinfo else when for when in (first, last))
-    return f", {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
+    return f", {wall_clock(first):%Y-%m-%d %H:%M} to {wall_clock(last):%Y-%m-%d %H:%M}"
 
 
 def json_fields(item: object, names: Sequence[str]) -> dict:

@@ -52,10 +52,6 @@ __all__ = ["iter_documents", "chat_chunks", "indexed_chunks", "owner_name", "Cha
 
 # --- chunks -----------------------------------------------------------------------------------
 
-def _local(when: datetime) -> datetime:
-    return when.astimezone() if when.tzinfo else when
-
-
 def _speaker(message: Message) -> str:
     return ME if message.from_me else (message.author or UNKNOWN_SENDER)
 
@@ -117,7 +113,7 @@ def _message_lines(message: Message, count_tokens, budget: int, owner: str | Non
     """One line per message; a message over the budget is split into several lines. The
     exporter's lines carry their name when known (`owner`), else "Me"."""
     speaker = owner if owner and message.from_me else _speaker(message)
-    prefix = f"{_local(message.time):{LINE_TIME_FORMAT}} {speaker}: "
+    prefix = f"{chunking.wall_clock(message.time):{LINE_TIME_FORMAT}} {speaker}: "
     return _split_line(message, prefix, " ".join(message.text.split()), count_tokens, budget)
 
 

@@ -98,7 +98,8 @@ def seed_chunks(export_dir: Path):
 
     chunks = []
     for chat in wa.load_chats(export_dir, warn=lambda message: None):
-        lines = [f"{wa._local(m.time):%Y-%m-%d %H:%M} {wa._speaker(m)}: {normalise(m.text)}" for m in chat.messages]
+        lines = [f"{chunking.wall_clock(m.time):%Y-%m-%d %H:%M} {wa._speaker(m)}: {normalise(m.text)}"
+                 for m in chat.messages]
         pieces: list[tuple[str, list]] = []
         current, members = "", []
         for line, message in zip(lines, chat.messages):
