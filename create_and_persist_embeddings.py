@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import settings
+import speaker_vectors
 from chunking import Chunk, Document, json_fields, span_text
 from ingest_pipeline import SOURCE_FLAGS, SOURCE_SETTINGS, SOURCES, Pipeline, Progress, Stopped, Summary, looks_lost
 
@@ -51,6 +52,7 @@ NOTHING_CONFIGURED = (
 # In the data folder: what the WhatsApp exports held at the last complete read, so unchanged
 # exports are not parsed again (whatsapp_to_embeddings.iter_documents).
 WHATSAPP_CACHE_FOLDER = "cache"
+SPEAKERS_BAR = "whatsapp (per speaker)"  # its progress bar: "... chunks embedded"
 
 
 def note(message: str) -> None:
@@ -170,15 +172,22 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     reader = Store(store.url, store.search_path, autocommit=True)
     failed = True
     try:
-        pipeline.start()
-        for name, documents in sources.items():
-            pipeline.feed_source(name, documents, reader)
-        failed = False
-    except Stopped:
-        failed = False  # a worker failed: finish() re-raises its error
+        try:
+            pipeline.start()
+            for name, documents in sources.items():
+                pipeline.feed_source(name, documents, reader)
+            failed = False
+        except Stopped:
+            failed = False  # a worker failed: finish() re-raises its error
+        finally:
+            pipeline.finish(failed)
+            reader.close()
+        if embedder is not None:
+            began = time.perf_counter()
+            summary.speaker_vectors = speaker_vectors.fill_missing(
+                store, embedder, lambda count: progress.embedded(SPEAKERS_BAR, count))
+            summary.embed_seconds += time.perf_counter() - began
     finally:
-        pipeline.finish(failed)
-        reader.close()
         progress.close()
 
     summary.chunks_total = store.count_chunks()

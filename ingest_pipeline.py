@@ -47,6 +47,7 @@ class Summary:
     chunks_total: int = 0  # chunks in the index after the run
     chunks_embedded: int = 0
     chunks_reused: int = 0  # written with the stored vector of the same text (a moved note)
+    speaker_vectors: int = 0  # chat chunks' per-speaker vectors embedded (speaker_vectors.py)
     chunks_forgotten: int = 0  # kept out by the forget list (--forget)
     chunks_deleted: int = 0
     seconds: float = 0.0
@@ -70,6 +71,7 @@ class Summary:
             + "); "
             f"{self.chunks_embedded} chunks embedded, "
             + (f"{self.chunks_reused} reused, " if self.chunks_reused else "")
+            + (f"{self.speaker_vectors} speaker vectors, " if self.speaker_vectors else "")
             + f"{self.chunks_deleted} deleted, "
             f"{self.chunks_total} in the index; {self.seconds:.1f} s"
             + (f" ({self.chunks_per_second:.1f} chunks/s)" if self.chunks_embedded else "")

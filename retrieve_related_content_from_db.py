@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import settings
-from chunking import MESSAGES, MTIME_ORIGIN, NOTES, SITTING_SPAN, fold_text, sitting_span
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES, SITTING_SPAN, sitting_span
+from question_names import named_people, people_by_word, without_names  # noqa: F401
+from speaker_vectors import speaker_ranking
 # The search's types and SQL-free steps; callers may import them from here as before.
 from search_results import (DEFAULT_TOP_K, MAX_CHUNKS_PER_DOCUMENT, MIN_WORD_LENGTH, RRF_K, STOPWORDS,  # noqa: F401
                             Hit, SearchRequest, SearchResult, by_fused_score, date_bound, diversify, diversity_key,
@@ -54,9 +55,11 @@ FILTERED_EF_SEARCH = 1000
 CONTEXT_UNITS = 2
 SITTING_GAP = timedelta(hours=1)
 CONTEXT_WINDOW = timedelta(hours=12)  # how far a neighbour is looked for
-# A query names at most this many people; their passages weigh this much in the fusion.
-MAX_NAMED_PEOPLE = 4
+# A named person's passages (question_names) weigh this much in the fusion.
 NAMED_PERSON_WEIGHT = 2.0  # bench_memory: 1 -> 0.815, 2 -> 0.825, 3 -> 0.823 (all questions)
+# The named person's own lines re-rank this many candidates per passage asked for, at this weight
+# (bench_memory, all questions: depth 1 / 2 / 3 / 5 per k -> 0.909 / 0.911 / 0.909 / 0.905; weight 3: 0.905 at 5).
+SPEAKER_DEPTH_PER_K, NAMED_SPEAKER_WEIGHT = 2, 2.0
 PREFIX_MATCH_LENGTH = 4
 # A query word found in more than this share of all chunks is left out of the keyword match.
 COMMON_WORD_FRACTION = 0.05
@@ -394,7 +397,8 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
     """(candidates best first, the filters applied) for one query: the SQL's fused vector and
     keyword rankings, then in hybrid mode the passages of the people it names fused in as a
     third list, ranked by `name_free_vector` where given (their statement runs alongside, see
-    "names as signals"). Under a people filter, that vector ranks the question's own statement."""
+    "names as signals"), and the candidates they speak in, by their own lines (speaker_vectors).
+    Under a people filter, that vector ranks the question's own statement."""
     filtered = use_filters and request.people and name_free_vector is not None  # bench_memory: 0.857 -> 0.875
     statements = [_statement(name_free_vector if filtered else vector, request, k, mode, use_filters)]
     applied = statements[0].applied
@@ -403,71 +407,18 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
         # Only the person's passages, under the same filters as the question.
         person_request = dataclasses.replace(request, people=names) if applied else SearchRequest(
             request.query, people=names)
-        statements.append(_statement(vector if name_free_vector is None else name_free_vector, person_request, k,
-                                     "vector", use_filters=True))
+        person_vector = vector if name_free_vector is None else name_free_vector
+        statements.append(_statement(person_vector, person_request, k, "vector", use_filters=True))
     rows = _run_all(store, statements)
     hits = [_row_to_hit(row, mode) for row in rows[0]]
     if hits and names:
         fused = {hit.chunk_id: hit for hit in hits}
         fuse_ranking(fused, [_row_to_hit(row, "hybrid") for row in rows[1]], NAMED_PERSON_WEIGHT)
+        if name_free_vector is not None:  # a question of nothing but names asks nothing of what they said
+            spoken = speaker_ranking(store, name_free_vector, list(fused.values()), names, SPEAKER_DEPTH_PER_K * k)
+            fuse_ranking(fused, spoken, NAMED_SPEAKER_WEIGHT)
         hits = by_fused_score(fused.values())
     return hits, applied
-
-
-# ---------------------------------------------------------------- names as signals
-# A question that names someone of the index ("When did Aisha adopt a cat?") should prefer the
-# passages with that person. Their name is in every passage of their chat, so the keyword half
-# drops it as a common word: instead their passages, ranked by vector distance to the question
-# without their name (`without_names`), join the reciprocal rank fusion as a third list.
-
-_people_cache: dict[tuple, dict[str, list[str]]] = {}
-
-
-def people_by_word(store: "Store") -> dict[str, list[str]]:
-    """{folded word of a name: the folded names with it} over every chat participant and
-    speaker of the index ("aisha" -> ["aisha"], "silva" -> ["maria silva"]). Read once per
-    state of the documents table (the scan of every chunk's people runs after ingestion only)."""
-    state = store.conn.execute("SELECT count(*), max(indexed_at) FROM documents").fetchone()
-    key = (store.url, *state)
-    if key not in _people_cache:
-        rows = store.conn.execute(
-            "SELECT DISTINCT p FROM chunks, unnest(people_folded) AS p WHERE source_kind = %s", (MESSAGES,)).fetchall()
-        by_word: dict[str, list[str]] = {}
-        for (name,) in rows:
-            for word in re.findall(r"[^\W_]+", name):
-                if len(word) > MIN_WORD_LENGTH and word not in STOPWORDS:
-                    by_word.setdefault(word, []).append(name)
-        _people_cache.clear()  # one index per process in practice: keep only the newest state
-        _people_cache[key] = by_word
-    return _people_cache[key]
-
-
-def named_people(store: "Store", query: str, by_word: dict[str, list[str]] | None = None) -> list[str]:
-    """The index's people the query names by a word of their name, as folded full names (`by_word`:
-    `people_by_word`, read once by a caller that names many queries)."""
-    by_word = people_by_word(store) if by_word is None else by_word
-    names: list[str] = []
-    for word in text_query_words(query):
-        for name in by_word.get(word, ()):
-            if name not in names:
-                names.append(name)
-    return names[:MAX_NAMED_PEOPLE]
-
-
-def without_names(query: str, names: list[str]) -> str | None:
-    """The query without the words of `names` (folded full names, `named_people`), or None when
-    it names none of them or is nothing but names: "What milestone did Leila reach?" ->
-    "What milestone did reach?". Every passage of a person's chat carries their name (header,
-    speaker labels), so ranking them by a query with the name favours the ones where they
-    talk most (often small talk); without it they rank by what is asked (bench_memory)."""
-    words = {word for name in names for word in re.findall(r"[^\W_]+", name)
-             if len(word) > MIN_WORD_LENGTH and word not in STOPWORDS}  # the words named_people matches
-    if not words:
-        return None
-    # A name word goes with a possessive 's after it ("Leila's").
-    kept = " ".join(re.sub(r"[^\W_]+(?:['’]s\b)?", lambda m: "" if fold_text(re.split(r"['’]", m.group())[0])
-                           in words else m.group(), query).split())
-    return None if kept == " ".join(query.split()) or not re.search(r"[^\W_]", kept) else kept
 
 
 # ---------------------------------------------------------------- chat context

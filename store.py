@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 import settings
+import speaker_vectors
 from chunking import MTIME_ORIGIN, Chunk
 from database import connect, database_url, redact_url
 from store_values import (CHUNK_COLUMNS, CHUNK_COPY_TYPES, ForgetList, IndexInfo, chunk_row, no_nul,
@@ -27,7 +28,7 @@ HNSW_BUILD_MEMORY = "1GB"
 # A --rebuild fills this schema, then swaps its tables in: the live index stays whole until then.
 REBUILD_SCHEMA = "personal_llm_rebuild"
 # The tables a rebuild replaces (anything else, e.g. the forget list, stays as it is).
-INDEX_TABLES = ("chunks", "documents", "index_meta")
+INDEX_TABLES = ("chunk_speakers", "chunks", "documents", "index_meta")  # a table before the one it refers to
 
 # Date filters skip dates from a file's modification time (chunking.MTIME_ORIGIN). Written out
 # in the filter SQL and in the partial indexes alike, so the planner can match the two.
@@ -181,6 +182,7 @@ class Store:
             # Keep vectors inline: no TOAST lookups during exact scans. Only at creation: the
             # ALTER takes a table lock that would stall a chat searching meanwhile.
             cur.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE PLAIN")
+        speaker_vectors.create_table(cur, dimension)
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv)")
         _migrate_text_hash(cur)
@@ -198,7 +200,7 @@ class Store:
         """Remove the whole index (tables and meta); the next ensure_schema starts fresh."""
         with self.conn.transaction(), self.conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-            cur.execute("DROP TABLE IF EXISTS chunks, documents, index_meta")
+            cur.execute(f"DROP TABLE IF EXISTS {', '.join(INDEX_TABLES)}")
 
     def drop_vector_index(self) -> None:
         """Drop the HNSW index before a large bulk load (rebuilt by `ensure_vector_index`)."""

@@ -15,7 +15,8 @@ evidence messages found in its top 10 passages, averaged per question kind. Side
 - now:   what this checkout ships (4-message chat units read with their neighbours, the owner
          named in 1:1 headers and on their own lines, lines with the time only (the date is in
          the header), names as a third ranking (the named person's passages ranked by the
-         question without their name), the cap per note or chat day).
+         question without their name, then by their own lines: speaker_vectors), the cap per
+         note or chat day).
 Results: bench/results/memory.json.
 """
 from __future__ import annotations

@@ -12,7 +12,8 @@ query embedding with the packaged MiniLM + hybrid search (`search_vector`) + pro
 The 1,024-dim table cannot be searched with MiniLM's 384-dim vectors, so the per-turn figure
 embeds the question with MiniLM (timed) and searches with a held-out clustered 1,024-dim query
 vector plus the question's words for the keyword half. One question in six names a chat's
-person (the person ranking runs), and chat units are consecutive parts of a sitting (the
+person (the person ranking runs, and the re-ranking by each chat unit's two speaker vectors,
+stored as ingestion stores them), and chat units are consecutive parts of a sitting (the
 neighbour query finds their context), as in real chats. Results: bench/results/retrieval.json.
 
 `--throughput` measures the search CLI instead: bench/memory_corpus.py's ten long chats
@@ -133,6 +134,20 @@ def make_chunks(rng: np.random.Generator, start: int, count: int, words: list[st
     return chunks
 
 
+def copy_speaker_vectors(db, vectors: np.ndarray) -> None:
+    """What ingestion's speaker_vectors.fill_missing stores for each chat unit: a vector per
+    speaker (the chat's person and "me"), near the unit's own. A question naming the person
+    re-ranks its candidates by them."""
+    rng = np.random.default_rng(7)  # its own stream: the rest of the run draws as before
+    with db.transaction(), db.conn.cursor() as cur:
+        with cur.copy("COPY chunk_speakers (chunk_id, speaker, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(("int8", "text", "vector"))
+            for i in range(1, len(vectors), 2):  # the chat units (make_chunks); ids count from 1
+                for speaker in (person((i // 40) % CHATS).lower(), "me"):
+                    noisy = vectors[i] + rng.standard_normal(vectors.shape[1], dtype=np.float32) / np.sqrt(vectors.shape[1])
+                    copy.write_row((i + 1, speaker, noisy / np.linalg.norm(noisy)))
+
+
 def timed(fn) -> tuple[float, object]:
     start = time.perf_counter()
     value = fn()
@@ -188,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             vectors[start:start + count] = clustered_vectors(rng, count, args.dim, centres, args.noise)
             with db.transaction():
                 db.copy_chunks(make_chunks(rng, start, count, words), vectors[start:start + count])
+        copy_speaker_vectors(db, vectors)
         report["load_s"] = round(time.perf_counter() - load_start, 1)
         print(f"loaded {args.rows} x {args.dim} in {report['load_s']} s", file=sys.stderr)
         build_ms, _ = timed(db.ensure_vector_index)

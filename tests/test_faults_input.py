@@ -19,7 +19,7 @@ from faults_support import (assert_clean_exit, index_state, netguard_log, run_sc
 INJECTION = "Robert'); DROP TABLE chunks;--"
 MORE_INJECTIONS = ["'; DROP TABLE documents; SELECT '", "$$; DROP TABLE index_meta; $$", "1' OR '1'='1",
                    "x' OR 1=1; TRUNCATE chunks; --"]
-TABLES = ("chunks", "documents", "index_meta", "forget_rules", "forget_texts")  # the last two: after a --forget
+TABLES = ("chunk_speakers", "chunks", "documents", "index_meta", "forget_rules", "forget_texts")  # the last two: after a --forget
 
 
 def listed(database_url: str, env: dict) -> list[dict]:

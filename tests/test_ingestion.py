@@ -134,7 +134,11 @@ def test_first_run_indexes_everything_and_an_unchanged_rerun_embeds_nothing(data
     recorder = RecordingEmbedder(embedder)
     notes, messages = vault(), chats()
     summary = run(database_url, recorder, {"obsidian": notes, "whatsapp": messages})
-    assert summary.chunks_embedded == len(recorder.texts) == 6 * 3 + 3
+    assert summary.chunks_embedded == 6 * 3 + 3
+    # ...and what each speaker of a chat chunk said, once per speaker (speaker_vectors).
+    assert recorder.texts[summary.chunks_embedded:] == ["Maria: Saturday?", "Me: Yes, at noon.",
+                                                         "Joao: The keys are under the mat."]
+    assert summary.speaker_vectors == 3
     assert summary.chunks_total == 21 and summary.documents == 8 and summary.documents_new == 8
     chunks, documents = index_state(database_url)
     assert {(d, h) for d, h, _, _ in chunks} == expected_hashes(notes + messages)
@@ -145,6 +149,7 @@ def test_first_run_indexes_everything_and_an_unchanged_rerun_embeds_nothing(data
     summary = run(database_url, again, {"obsidian": notes, "whatsapp": chats()})
     assert again.texts == [] and made.doc_ids == []  # nothing embedded, nothing even chunked
     assert (summary.chunks_embedded, summary.chunks_deleted, summary.documents_unchanged) == (0, 0, 8)
+    assert summary.speaker_vectors == 0
     assert index_state(database_url) == (chunks, documents)
 
 
@@ -171,7 +176,7 @@ def test_a_chat_with_new_messages_embeds_only_the_new_chunks(database_url, embed
                             "2021-06-27 08:00 Maria: Bring the cake!"])
     recorder = RecordingEmbedder(embedder)
     summary = run(database_url, recorder, {"whatsapp": [longer, chats()[1]]})
-    assert recorder.texts == ["Maria\n2021-06-27 08:00 Maria: Bring the cake!"]
+    assert recorder.texts == ["Maria\n2021-06-27 08:00 Maria: Bring the cake!", "Maria: Bring the cake!"]
     assert (summary.chunks_embedded, summary.chunks_deleted, summary.chunks_total) == (1, 0, 4)
     with psycopg.connect(database_url) as conn:
         people, started = conn.execute(
@@ -294,7 +299,8 @@ def test_a_run_killed_between_batches_then_rerun_gives_the_uninterrupted_index(
     recorder = RecordingEmbedder(embedder)
     run(database_url, recorder, {"obsidian": notes, "whatsapp": chats()}, **knobs)
     assert index_state(database_url) == uninterrupted
-    assert len(recorder.texts) == len(uninterrupted[0]) - len(chunks)  # only the missing ones
+    # Only the missing chunks, then each chat chunk's speaker: their vectors come after a whole run.
+    assert len(recorder.texts) == len(uninterrupted[0]) - len(chunks) + 3
 
 
 SIGKILL_SCRIPT = textwrap.dedent("""
