@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
@@ -52,7 +53,7 @@ NOTHING_CONFIGURED = (
 # In the data folder: what the WhatsApp exports held at the last complete read, so unchanged
 # exports are not parsed again (whatsapp_to_embeddings.iter_documents).
 WHATSAPP_CACHE_FOLDER = "cache"
-SPEAKERS_BAR = "whatsapp (per speaker)"  # its progress bar: "... chunks embedded"
+SPEAKERS_BAR = "whatsapp, per speaker:"  # its progress bar: "... chunks embedded"
 
 
 def note(message: str) -> None:
@@ -185,7 +186,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
         if embedder is not None:
             began = time.perf_counter()
             summary.speaker_vectors = speaker_vectors.fill_missing(
-                store, embedder, lambda count: progress.embedded(SPEAKERS_BAR, count))
+                store, embedder, partial(progress.advanced, SPEAKERS_BAR) if progress.enabled else None)
             summary.embed_seconds += time.perf_counter() - began
     finally:
         progress.close()

@@ -125,6 +125,14 @@ class Progress:
             if bar is not None:
                 bar.update(count)
 
+    def advanced(self, source: str, done: int, total: int) -> None:
+        """`done` of `total` chunks of `source` embedded (a step that knows its total at the start)."""
+        with self._lock:
+            bar = self._bar(source, "chunks")
+            if bar is not None:
+                bar.total, bar.n = total, done
+                bar.refresh()
+
     def warn(self, message: str) -> None:
         """A warning that does not tear the bars."""
         if self._bars:

@@ -397,8 +397,9 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
     """(candidates best first, the filters applied) for one query: the SQL's fused vector and
     keyword rankings, then in hybrid mode the passages of the people it names fused in as a
     third list, ranked by `name_free_vector` where given (their statement runs alongside, see
-    "names as signals"), and the candidates they speak in, by their own lines (speaker_vectors).
-    Under a people filter, that vector ranks the question's own statement."""
+    "names as signals"), then the candidates they speak in, by their own lines (speaker_vectors).
+    Under a people filter, that vector ranks the question's own statement, whose candidates the
+    filtered people's own lines re-rank alike."""
     filtered = use_filters and request.people and name_free_vector is not None  # bench_memory: 0.857 -> 0.875
     statements = [_statement(name_free_vector if filtered else vector, request, k, mode, use_filters)]
     applied = statements[0].applied
@@ -411,11 +412,14 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
         statements.append(_statement(person_vector, person_request, k, "vector", use_filters=True))
     rows = _run_all(store, statements)
     hits = [_row_to_hit(row, mode) for row in rows[0]]
-    if hits and names:
+    # Whose own lines re-rank the candidates: the people named, or filtered by (their index names).
+    speakers = names or (named_people(store, " ".join(request.people)) if filtered and mode == "hybrid" else [])
+    if hits and speakers:
         fused = {hit.chunk_id: hit for hit in hits}
-        fuse_ranking(fused, [_row_to_hit(row, "hybrid") for row in rows[1]], NAMED_PERSON_WEIGHT)
+        if names:
+            fuse_ranking(fused, [_row_to_hit(row, "hybrid") for row in rows[1]], NAMED_PERSON_WEIGHT)
         if name_free_vector is not None:  # a question of nothing but names asks nothing of what they said
-            spoken = speaker_ranking(store, name_free_vector, list(fused.values()), names, SPEAKER_DEPTH_PER_K * k)
+            spoken = speaker_ranking(store, name_free_vector, list(fused.values()), speakers, SPEAKER_DEPTH_PER_K * k)
             fuse_ranking(fused, spoken, NAMED_SPEAKER_WEIGHT)
         hits = by_fused_score(fused.values())
     return hits, applied

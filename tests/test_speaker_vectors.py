@@ -10,10 +10,18 @@ import pytest
 
 import retrieve_related_content_from_db as retrieval
 import speaker_vectors
-from test_retrieval import DIM, FakeEmbedder, at_cosine, chat_chunk, db, fill, note  # noqa: F401 (db: fixture)
+import store
+from test_retrieval import DIM, FakeEmbedder, at_cosine, chat_chunk, fill, note
 
 UTC = timezone.utc
 HEADER = "WhatsApp chat with Aisha (me: Caleb), 2022-03-01 10:00 to 2022-03-01 10:05"
+
+
+@pytest.fixture
+def db(database_url):
+    with store.Store(database_url) as opened:
+        opened.ensure_schema(FakeEmbedder.name, DIM)
+        yield opened
 
 
 class PassageEmbedder(FakeEmbedder):
@@ -67,6 +75,9 @@ def test_a_named_persons_passages_rank_by_what_they_said_themselves(db, monkeypa
     assert retrieval.search(db, FakeEmbedder(), question, k=1).hits[0].content == his.text
     speaker_vectors.fill_missing(db, PassageEmbedder({"Aisha: I passed the bar exam!": at_cosine(0.7)}))
     assert retrieval.search(db, FakeEmbedder(), question, k=1).hits[0].content == hers.text
+    # So too under the keeper's filter on her: her own lines re-rank the filtered candidates.
+    filtered = retrieval.SearchRequest("What did Aisha pass?", people=["Aisha"])
+    assert retrieval.search(db, FakeEmbedder(), filtered, k=1).hits[0].content == hers.text
     # The same question without a name has no speaker to rank by.
     assert retrieval.search(db, FakeEmbedder(), retrieval.SearchRequest("What did you pass?"),
                             k=1).hits[0].content == his.text
