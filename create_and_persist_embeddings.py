@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import settings
 import speaker_vectors
+import text_search
 from chunking import Chunk, Document, json_fields, span_text
 from ingest_pipeline import SOURCE_FLAGS, SOURCE_SETTINGS, SOURCES, Pipeline, Progress, Stopped, Summary, looks_lost
 
@@ -77,11 +78,12 @@ def acquire_writer_lock(store: "Store", wait: bool = True, say: Callable[[str], 
 
 
 def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait: bool = True,
-               say: Callable[[str], None] = note) -> None:
+               say: Callable[[str], None] = note, text_languages: tuple[str, ...] | None = None) -> None:
     """Lock, and create or check the schema for `embedder`'s model.
 
     `rebuild`: the schema is created empty beside the live index, which searches keep using
     until `finish_index` swaps the new one in; what an interrupted rebuild left is dropped first.
+    `text_languages`: the keyword search's stem languages (None: TEXT_SEARCH_LANGUAGES).
     """
     acquire_writer_lock(store, wait, say)
     store.drop_unfinished_rebuild()
@@ -97,15 +99,17 @@ def open_index(store: "Store", embedder: "Embedder", rebuild: bool = False, wait
         # The index's own model (same name, or same folder however spelt) has the index's
         # dimension: no need to load it to learn that. Its real size is checked when it loads.
         try:
-            store.ensure_schema(embedder.name, info.dimension, folder)
+            rebuilt_keywords = store.ensure_schema(embedder.name, info.dimension, folder, text_languages)
         except settings.UserError:
             pass  # another model: the refusal below names its real dimension
         else:
             expect = getattr(embedder, "expect_dimension", None)
             if expect is not None:
                 expect(info.dimension)
+            if rebuilt_keywords:
+                say(rebuilt_keywords)
             return
-    store.ensure_schema(embedder.name, embedder.dimension, folder)
+    store.ensure_schema(embedder.name, embedder.dimension, folder, text_languages)
 
 
 def finish_index(store: "Store", sources: Iterable[str] = (), prune: Iterable[str] = ()) -> None:
@@ -352,6 +356,9 @@ def setup_arg_parser() -> argparse.ArgumentParser:
                         help="vault paths to keep out, comma-separated and/or repeated (OBSIDIAN_EXCLUDE)")
     parser.add_argument("--date-order", choices=("auto", "dayfirst", "monthfirst"),
                         help="date order of WhatsApp .txt exports (WHATSAPP_DATE_ORDER)")
+    parser.add_argument("--text-search-languages", metavar="LANGS",
+                        help="comma-separated languages whose word stems keyword search matches, or none "
+                             "(TEXT_SEARCH_LANGUAGES)")
     parser.add_argument("--rebuild", action="store_true",
                         help="build the whole index anew beside the old one, swapped in at the end (a failed "
                              "rebuild leaves the old one whole); also the fix after changing EMBEDDING_MODEL")
@@ -460,7 +467,8 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             from embedding_generator_multilingual import load_embedder
 
             embedder = load_embedder(args.embedding_model, args.device, args.batch_size)
-            open_index(db, embedder, rebuild=args.rebuild, wait=not args.no_wait, say=say)
+            open_index(db, embedder, rebuild=args.rebuild, wait=not args.no_wait, say=say,
+                       text_languages=text_search.configured_languages(args.text_search_languages))
             progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
             sources = build_sources(paths, args, embedder, warn=progress.warn)
             summary = ingest(db, embedder, sources, prune=args.prune, progress=progress)

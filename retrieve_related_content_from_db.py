@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import settings
+import text_search
 from chunking import MESSAGES, MTIME_ORIGIN, NOTES, SITTING_SPAN, sitting_span
 from question_names import named_people, people_by_word, without_names  # noqa: F401
 from speaker_vectors import speaker_ranking
@@ -161,8 +162,9 @@ def _filter_sql(request: SearchRequest, params: dict):
     return sql.SQL(" AND ").join(conditions), applied
 
 
-def _search_sql(where, mode: str, exact: bool, with_text: bool):
-    """One statement: vector candidates, text candidates, fused by reciprocal rank."""
+def _search_sql(where, mode: str, exact: bool, with_text: bool, text_languages: tuple[str, ...] = ()):
+    """One statement: vector candidates, text candidates (their words also stemmed in
+    `text_languages`, the index's), fused by reciprocal rank."""
     from psycopg import sql
 
     where_clause = sql.SQL("WHERE {}").format(where) if where is not None else sql.SQL("")
@@ -185,16 +187,16 @@ def _search_sql(where, mode: str, exact: bool, with_text: bool):
             """,
 text_hits AS (
     SELECT id, row_number() OVER (ORDER BY text_score DESC, distance, id) AS rank FROM (
-        SELECT id, ts_rank_cd(tsv, to_tsquery('simple', %(tsq)s)) AS text_score,
+        SELECT id, ts_rank_cd(tsv, {tsquery}) AS text_score,
                embedding <=> %(q)s AS distance FROM chunks
-        WHERE tsv @@ to_tsquery('simple', %(tsq)s) {where}
+        WHERE tsv @@ {tsquery} {where}
         -- equal keyword scores: the semantically closer passage first
         ORDER BY text_score DESC, distance, id LIMIT %(n)s) AS matched),
 fused AS (
     SELECT coalesce(v.id, t.id) AS id, v.rank AS vector_rank, t.rank AS text_rank,
            coalesce(1.0 / ({rrf} + v.rank), 0) + coalesce(1.0 / ({rrf} + t.rank), 0) AS fused_score
     FROM vector_hits AS v FULL OUTER JOIN text_hits AS t ON v.id = t.id)""").format(
-            where=text_where, rrf=sql.Literal(RRF_K)))
+            where=text_where, rrf=sql.Literal(RRF_K), tsquery=text_search.tsquery_sql(text_languages)))
     else:
         parts.append(sql.SQL(
             """,
@@ -292,19 +294,22 @@ def _run_all(store: "Store", statements: list[_Statement], explain: bool = False
     conn = store.conn
     # Off autocommit, all in a transaction block of their own (a search leaves none open).
     with contextlib.nullcontext() if conn.autocommit else conn.transaction():
+        languages = store.text_languages()  # the index's keyword stems: read once per connection
         if any(s.words or s.where is not None for s in statements):
             with conn.pipeline():
                 for s in statements:
                     s.cursors = (common_words_query(store, s.words) if s.words else None,
                                  _count_at_most(store, s.where, s.params, EXACT_SEARCH_MAX_ROWS + 1)
                                  if s.where is not None else None)
-        _send_statements(store, statements, explain)
+        _send_statements(store, statements, explain, languages)
     rows = [s.cursors[0].fetchall() for s in statements]
     return ["\n".join(r[0] for r in plan) for plan in rows] if explain else rows
 
 
-def _send_statements(store: "Store", statements: list[_Statement], explain: bool) -> None:
-    """Each statement's final shape from its lookups, and the statements sent in one pipeline."""
+def _send_statements(store: "Store", statements: list[_Statement], explain: bool,
+                     languages: tuple[str, ...]) -> None:
+    """Each statement's final shape from its lookups (and the index's stem `languages`), and
+    the statements sent in one pipeline."""
     from psycopg import sql
 
     conn = store.conn
@@ -315,9 +320,10 @@ def _send_statements(store: "Store", statements: list[_Statement], explain: bool
                 dropped = {r[0] for r in common.fetchall()}
                 s.words = [w for w in s.words if w not in dropped]
             s.params["tsq"] = _tsquery_text(s.words)
+            s.params["stem_words"] = " | ".join(s.words)
             exact = counted is not None and counted.fetchone()[0] <= EXACT_SEARCH_MAX_ROWS
             ef_search = max(DEFAULT_EF_SEARCH if s.where is None else FILTERED_EF_SEARCH, s.params["n"])
-            statement = _search_sql(s.where, s.mode, exact, with_text=bool(s.words))
+            statement = _search_sql(s.where, s.mode, exact, with_text=bool(s.words), text_languages=languages)
             # Session-wide: every search statement sets its own just before it runs.
             conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(min(ef_search, 1000)),))
             s.cursors = (conn.execute(sql.SQL("EXPLAIN ") + statement if explain else statement, s.params),)

@@ -38,6 +38,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "LLM_SEED": (None, "whole number: sampled answers repeat from run to run; unset: random"),
     "LLM_DTYPE": ("auto", "transformers weights: auto (the checkpoint's own; half precision becomes float32 on CPUs without bfloat16), float32, bfloat16 or float16"),
     "PERSONA": (None, "overrides the PERSONA constant in main.py"),
+    "TEXT_SEARCH_LANGUAGES": ("english", "comma-separated PostgreSQL text search languages (english, portuguese, german...) whose word stems keyword search also matches, or none; a change rebuilds the keyword index at the next ingestion"),
     "RETRIEVAL_TOP_K": ("10", "passages retrieved per question"),
     "SUMMARY_MAX_BATCHES": ("50", "most batches (model calls) a question about a whole period may read"),
 }

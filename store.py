@@ -15,6 +15,7 @@ import numpy as np
 
 import settings
 import speaker_vectors
+import text_search
 from chunking import MTIME_ORIGIN, Chunk
 from database import connect, database_url, redact_url
 from store_values import (CHUNK_COLUMNS, CHUNK_COPY_TYPES, ForgetList, IndexInfo, chunk_row, no_nul,
@@ -52,6 +53,7 @@ class Store:
         self.search_path = search_path
         self.conn = connect(url, autocommit)
         self._vector_registered = False
+        self._text_languages: tuple[str, ...] | None = None
         if search_path:
             self.conn.execute(f"SET search_path TO {search_path}")  # quoted by begin_rebuild
             self.conn.commit()
@@ -111,20 +113,37 @@ class Store:
             return None
         return IndexInfo(rows["embedding_model"], int(rows["embedding_dimension"]), rows.get("schema_version", "?"))
 
-    def ensure_schema(self, model_name: str, dimension: int, model_folder: str | None = None) -> None:
+    def text_languages(self) -> tuple[str, ...]:
+        """The languages whose word stems the index's keyword column holds (text_search.py);
+        read once per connection, and without a commit of its own (a search calls it inside its
+        transaction)."""
+        if self._text_languages is None:
+            meta = {}
+            if self.conn.execute(f"SELECT {_HERE}", ("index_meta",)).fetchone()[0] is not None:
+                meta = dict(self.conn.execute("SELECT key, value FROM index_meta WHERE key = %s",
+                                              (text_search.META_KEY,)).fetchall())
+            self._text_languages = text_search.stored_languages(meta)
+        return self._text_languages
+
+    def ensure_schema(self, model_name: str, dimension: int, model_folder: str | None = None,
+                      text_languages: tuple[str, ...] | None = None) -> str | None:
         """Create everything idempotently, in one transaction under a lock; refuse another model.
+        Returns a note for the user when the keyword column was rebuilt for other languages.
 
         `model_folder` is where `model_name` resolved to: two spellings of one model (a trailing
         slash, a relative path, a hub id and its snapshot folder) are one model.
+        `text_languages`: the keyword column's stem languages; None reads TEXT_SEARCH_LANGUAGES.
         """
         import psycopg
 
+        languages = text_search.configured_languages() if text_languages is None else tuple(text_languages)
         try:
             with self.conn.transaction():
                 with self.conn.cursor() as cur:
                     cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+                    text_search.check_languages(cur, languages)
                     self._create_extension()
-                    self._create_tables(cur, dimension)
+                    note = self._create_tables(cur, dimension, languages)
                     rows = dict(cur.execute("SELECT key, value FROM index_meta").fetchall())
                     if "embedding_model" in rows:
                         refuse_another_model(rows, model_name, dimension, model_folder)
@@ -140,7 +159,9 @@ class Store:
                         cur.executemany("INSERT INTO index_meta (key, value) VALUES (%s, %s)", meta)
         except psycopg.errors.InsufficientPrivilege as err:
             raise settings.UserError(f"the database user may not create tables ({err.diag.message_primary})")
+        self._text_languages = languages
         self.register_vector()
+        return note
 
     def check_model(self, model_name: str, dimension: int, model_folder: str | None = None) -> None:
         """Refuse, with the rebuild message, a model other than the index's (see `ensure_schema`);
@@ -150,7 +171,9 @@ class Store:
             refuse_another_model(rows, model_name, dimension, model_folder)
 
     @staticmethod
-    def _create_tables(cur, dimension: int) -> None:
+    def _create_tables(cur, dimension: int, text_languages: tuple[str, ...]) -> str | None:
+        """Every table and index, with the migrations of older indexes; the keyword column's
+        note (`text_search.sync_column`)."""
         from psycopg import sql
 
         new_chunks_table = cur.execute(f"SELECT {_HERE}", ("chunks",)).fetchone()[0] is None
@@ -173,11 +196,12 @@ class Store:
                 people_words text[] NOT NULL DEFAULT '{{}}', tags text[] NOT NULL DEFAULT '{{}}',
                 started_at timestamptz, ended_at timestamptz, date_origin text,
                 metadata jsonb NOT NULL DEFAULT '{{}}', search_text text NOT NULL,
-                tsv tsvector GENERATED ALWAYS AS (to_tsvector('simple', search_text)) STORED,
+                tsv tsvector GENERATED ALWAYS AS ({tsv}) STORED,
                 embedding vector({dim}) NOT NULL,
                 UNIQUE (doc_id, content_hash))"""
-            ).format(dim=sql.Literal(dimension))
+            ).format(dim=sql.Literal(dimension), tsv=text_search.tsvector_sql(text_languages))
         )
+        note = text_search.sync_column(cur, text_languages, new_chunks_table)
         if new_chunks_table:
             # Keep vectors inline: no TOAST lookups during exact scans. Only at creation: the
             # ALTER takes a table lock that would stall a chat searching meanwhile.
@@ -195,6 +219,7 @@ class Store:
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_people_words ON chunks USING gin (people_words)")
         # A chat hit's neighbouring units (with_chat_context): a few index rows, not the whole chat.
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_doc_time ON chunks (doc_id, started_at, id)")
+        return note
 
     def drop_all(self) -> None:
         """Remove the whole index (tables and meta); the next ensure_schema starts fresh."""

@@ -17,6 +17,7 @@ BENCHES = {
     "bench_ingestion.py": ([], ["--notes", "60"]),
     "bench_retrieval.py": ([], ["--rows", "10000"]),
     "bench_filters.py": ([], ["--rows", "10000", "--queries", "10"]),
+    "bench_text_search.py": ([], ["--chunks", "2000"]),
     "bench_quality.py": ([], []),
     "bench_memory.py": ([], ["--chats", "3"]),
     "bench_chat_turn.py": ([], ["--turns", "3"]),

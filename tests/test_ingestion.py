@@ -660,3 +660,17 @@ def test_cli_on_a_generated_corpus_matches_the_parsers_chunks(tmp_path, database
     chunks, _ = index_state(database_url)
     assert summary["chunks_embedded"] == summary["chunks_total"] == len(chunks) == len(set(expected))
     assert {c[2] for c in chunks} == set(expected)
+
+
+def test_other_text_search_languages_rebuild_the_keyword_column_without_re_embedding(
+        tmp_path, database_url, embedder_path_args):
+    sources = ["--obsidian", str(write_vault(tmp_path)), "--whatsapp", str(write_whatsapp(tmp_path))]
+    first = json.loads(run_main([*sources, "--json", "--quiet", *embedder_path_args])[0])
+    with pytest.raises(settings.UserError, match="TEXT_SEARCH_LANGUAGES: 'klingon' is not"):
+        cpe.main([*sources, "--text-search-languages", "english,klingon", "--quiet", *embedder_path_args])
+    out, err = run_main([*sources, "--json", "--text-search-languages", "portuguese", *embedder_path_args])
+    again = json.loads(out)
+    assert "note: keyword index rebuilt with the word stems of portuguese" in err and "before: english" in err
+    assert (again["chunks_embedded"], again["chunks_total"]) == (0, first["chunks_total"])
+    _, err = run_main([*sources, "--json", "--text-search-languages", "portuguese", *embedder_path_args])
+    assert "keyword index rebuilt" not in err
