@@ -104,6 +104,7 @@ class Store:
         if self.table_exists("index_meta", commit=False):
             rows = dict(self.conn.execute("SELECT key, value FROM index_meta").fetchall())
         self.conn.commit()
+        self._text_languages = text_search.stored_languages(rows)  # what a search's keywords need
         return rows
 
     def index_info(self) -> IndexInfo | None:
@@ -114,12 +115,12 @@ class Store:
         return IndexInfo(rows["embedding_model"], int(rows["embedding_dimension"]), rows.get("schema_version", "?"))
 
     def text_languages(self) -> tuple[str, ...]:
-        """The languages whose word stems the index's keyword column holds (text_search.py);
-        read once per connection, and without a commit of its own (a search calls it inside its
-        transaction)."""
+        """The languages whose word stems the index's keyword column holds (text_search.py), as
+        the last read of index_meta saw them (`index_info`, `ensure_schema`); read here, without a
+        commit of its own (a search calls it inside its transaction), only when none was made."""
         if self._text_languages is None:
             meta = {}
-            if self.conn.execute(f"SELECT {_HERE}", ("index_meta",)).fetchone()[0] is not None:
+            if self.table_exists("index_meta", commit=False):
                 meta = dict(self.conn.execute("SELECT key, value FROM index_meta WHERE key = %s",
                                               (text_search.META_KEY,)).fetchall())
             self._text_languages = text_search.stored_languages(meta)
