@@ -268,8 +268,8 @@ def build_sources(paths: dict[str, Path], args: argparse.Namespace, embedder,
         # The preview script's parser: what it shows excluded is what ingestion keeps out.
         exclude = obsidian_to_embeddings.exclude_globs(args.exclude)
         sources["obsidian"] = obsidian_to_embeddings.iter_documents(
-            paths["obsidian"], count_tokens, budget, exclude=tuple(exclude), warn=warn
-        )
+            paths["obsidian"], count_tokens, obsidian_to_embeddings.note_budget(budget), exclude=tuple(exclude),
+            warn=warn)
     if "whatsapp" in paths:
         import whatsapp_to_embeddings
 

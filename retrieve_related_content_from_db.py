@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import settings
 import text_search
-from chunking import MESSAGES, MTIME_ORIGIN, NOTES, SITTING_SPAN, sitting_span
+from chunking import MESSAGES, MTIME_ORIGIN, NOTES
+from passage_context import with_context
 from question_names import named_people, people_by_word, without_names  # noqa: F401
 from speaker_vectors import speaker_ranking
 # The search's types and SQL-free steps; callers may import them from here as before.
@@ -51,11 +51,6 @@ DEFAULT_EF_SEARCH = 400
 # a larger one goes through the index with the widest beam pgvector allows.
 EXACT_SEARCH_MAX_ROWS = 20_000
 FILTERED_EF_SEARCH = 1000
-# A chat hit is read with up to CONTEXT_UNITS units before and after it, within its sitting
-# (a silence of SITTING_GAP ends one; whatsapp_to_embeddings cuts units at the same gap).
-CONTEXT_UNITS = 2
-SITTING_GAP = timedelta(hours=1)
-CONTEXT_WINDOW = timedelta(hours=12)  # how far a neighbour is looked for
 # A named person's passages (question_names) weigh this much in the fusion.
 NAMED_PERSON_WEIGHT = 2.0  # bench_memory: 1 -> 0.815, 2 -> 0.825, 3 -> 0.823 (all questions)
 # The named person's own lines re-rank this many candidates per passage asked for, at this weight
@@ -394,7 +389,7 @@ def search_vector(store: "Store", vector, request: SearchRequest, k: int = DEFAU
             rankings.append(_ranking(store, sub_vector, sub_request, k, mode, use_filters=not fell_back,
                                      name_free_vector=sub_name_free)[0])
         hits = fuse_rankings(rankings)
-    hits = with_chat_context(store, diversify(hits, len(hits)), k)
+    hits = with_context(store, diversify(hits, len(hits)), k)
     return SearchResult(hits=hits, request=request, filters_applied=applied, fell_back=fell_back, note=note)
 
 
@@ -429,85 +424,6 @@ def _ranking(store: "Store", vector, request: SearchRequest, k: int, mode: str,
             fuse_ranking(fused, spoken, NAMED_SPEAKER_WEIGHT)
         hits = by_fused_score(fused.values())
     return hits, applied
-
-
-# ---------------------------------------------------------------- chat context
-# Chats are searched by small units (a few messages, see whatsapp_to_embeddings) and read with
-# their neighbours: a chat hit's content grows by the units around it in the same sitting.
-
-def _neighbour_rows(store: "Store", hits: list[Hit]) -> dict[int, list[tuple]]:
-    """{chunk id of a chat hit: (id, content, started_at, ended_at) of the hit and the
-    CONTEXT_UNITS chunks of its chat just before and after it, in time order}, in one query."""
-    chat_hits = [h for h in hits if h.source_kind == MESSAGES and h.started_at and h.chunk_id is not None]
-    if not chat_hits:
-        return {}
-    # (started_at, id) orders a chat's units: the parts of one long message share a start.
-    rows = store.conn.execute(
-        """SELECT h.hit_id, n.id, n.content, n.started_at, n.ended_at
-           FROM unnest(%(ids)s::bigint[], %(docs)s::text[], %(starts)s::timestamptz[]) AS h(hit_id, doc, s)
-           CROSS JOIN LATERAL (
-               (SELECT id, content, started_at, coalesce(ended_at, started_at) AS ended_at FROM chunks
-                WHERE doc_id = h.doc AND started_at >= h.s - %(window)s AND (started_at, id) < (h.s, h.hit_id)
-                ORDER BY started_at DESC, id DESC LIMIT %(n)s)
-               UNION ALL
-               (SELECT id, content, started_at, coalesce(ended_at, started_at) FROM chunks WHERE id = h.hit_id)
-               UNION ALL
-               (SELECT id, content, started_at, coalesce(ended_at, started_at) FROM chunks
-                WHERE doc_id = h.doc AND started_at <= h.s + %(window)s AND (started_at, id) > (h.s, h.hit_id)
-                ORDER BY started_at, id LIMIT %(n)s)) AS n
-           ORDER BY h.hit_id, n.started_at, n.id""",
-        {"ids": [h.chunk_id for h in chat_hits], "docs": [h.doc_id for h in chat_hits],
-         "starts": [h.started_at for h in chat_hits], "window": CONTEXT_WINDOW, "n": CONTEXT_UNITS},
-    ).fetchall()
-    around: dict[int, list[tuple]] = {}
-    for hit_id, *row in rows:
-        around.setdefault(hit_id, []).append(tuple(row))
-    return around
-
-
-def _context_units(own_id: int, units: list[tuple]) -> list[tuple]:
-    """The hit's unit and up to CONTEXT_UNITS on each side, not across a sitting's silence."""
-    index = next(i for i, u in enumerate(units) if u[0] == own_id)
-    first = last = index
-    while first > 0 and index - first < CONTEXT_UNITS and units[first][2] - units[first - 1][3] <= SITTING_GAP:
-        first -= 1
-    while last + 1 < len(units) and last - index < CONTEXT_UNITS and units[last + 1][2] - units[last][3] <= SITTING_GAP:
-        last += 1
-    return units[first:last + 1]
-
-
-def with_chat_context(store: "Store", hits: list[Hit], k: int) -> list[Hit]:
-    """The first `k` passages of `hits` (best first), each chat hit widened to its neighbouring
-    units of the same sitting (header span updated). A unit already shown inside a better
-    passage is not repeated: a hit whose own unit was shown is skipped and the next one comes in."""
-    if CONTEXT_UNITS <= 0:
-        return hits[:k]
-    around = _neighbour_rows(store, hits[: 2 * k])
-    shown: set[int] = set()
-    out: list[Hit] = []
-    for hit in hits:
-        if len(out) == k:
-            break
-        units = around.get(hit.chunk_id)
-        if not units or not any(u[0] == hit.chunk_id for u in units):
-            if hit.chunk_id not in shown:
-                out.append(hit)
-                shown.add(hit.chunk_id)
-            continue
-        if hit.chunk_id in shown:
-            continue  # already read inside a better passage
-        context = [u for u in _context_units(hit.chunk_id, units) if u[0] == hit.chunk_id or u[0] not in shown]
-        shown.update(u[0] for u in context)
-        if len(context) > 1:
-            header, _, _ = hit.text.partition("\n")
-            start, end = context[0][2], context[-1][3]
-            header = SITTING_SPAN.sub(sitting_span(start, end), header)
-            body = [u[1].partition("\n")[2] for u in context]
-            hit.text = "\n".join([header, *body])
-            hit.started_at, hit.ended_at = start, end
-            hit.metadata = {**hit.metadata, "context_chunk_ids": [u[0] for u in context]}
-        out.append(hit)
-    return out
 
 
 def window_passages(store: "Store", request: SearchRequest, vector=None) -> list[Hit]:

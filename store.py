@@ -218,7 +218,7 @@ class Store:
         cur.execute(f"CREATE INDEX IF NOT EXISTS chunks_started ON chunks (started_at) WHERE {REAL_DATE}")
         cur.execute(f"CREATE INDEX IF NOT EXISTS chunks_ended ON chunks (ended_at) WHERE {REAL_DATE}")
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_people_words ON chunks USING gin (people_words)")
-        # A chat hit's neighbouring units (with_chat_context): a few index rows, not the whole chat.
+        # A hit's neighbouring pieces (passage_context): a few index rows, not the whole chat or note.
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_doc_time ON chunks (doc_id, started_at, id)")
         return note
 

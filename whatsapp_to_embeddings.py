@@ -37,7 +37,7 @@ PARSER_VERSION = "whatsapp-5"
 DEFAULT_SESSION_GAP = timedelta(hours=1)
 # Search units: at most this many message lines per chunk (None: up to the token budget).
 # Small units are found precisely; retrieval reads them with their neighbours
-# (retrieve_related_content_from_db.with_chat_context).
+# (passage_context.with_context).
 # bench/bench_memory.py, all questions: whole-budget chunks 0.76 (0.80 read with one neighbour
 # each side, 187 lines in the top 10); 4-message units read with two on each side 0.82 (148 lines).
 CHAT_UNIT_MESSAGES: int | None = 4

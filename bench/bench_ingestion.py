@@ -172,7 +172,8 @@ def note_chunk_hashes(path: Path, vault: Path, embedder) -> set[str]:
     import obsidian_to_embeddings
 
     wanted = f"obsidian:{path.relative_to(vault).as_posix()}"
-    for document in obsidian_to_embeddings.iter_documents(vault, embedder.count_tokens, embedder.passage_token_budget):
+    for document in obsidian_to_embeddings.iter_documents(
+        vault, embedder.count_tokens, obsidian_to_embeddings.note_budget(embedder.passage_token_budget)):
         if document.doc_id == wanted:
             return {chunk.content_hash for chunk in document.make_chunks()}
     raise RuntimeError(f"{wanted} not found")

@@ -234,6 +234,7 @@ def rules_of_main_957c8e6():
     """Today's code with main@957c8e6's rules: chat chunks fill the whole token budget of a
     sitting, the exporter is only "Me", at most 3 passages per chat (not per chat day), no
     name signal, no neighbouring units, the date on every line."""
+    import passage_context
     import retrieve_related_content_from_db as retrieval
     import search_results
     import whatsapp_to_embeddings as wa
@@ -241,7 +242,7 @@ def rules_of_main_957c8e6():
     rules = {(wa, "CHAT_UNIT_MESSAGES"): None, (wa, "owner_name"): lambda chat: None,
              (search_results, "diversity_key"): lambda hit: (hit.doc_id, None),
              (retrieval, "named_people"): lambda store, query: [],
-             (retrieval, "CONTEXT_UNITS"): 0, (wa, "LINE_TIME_FORMAT"): "%Y-%m-%d %H:%M"}
+             (passage_context, "CONTEXT_UNITS"): 0, (wa, "LINE_TIME_FORMAT"): "%Y-%m-%d %H:%M"}
     saved = {key: getattr(*key) for key in rules}
     for (module, name), value in rules.items():
         setattr(module, name, value)

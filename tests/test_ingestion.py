@@ -433,6 +433,8 @@ def test_no_wait_stops_with_a_clear_error_while_another_run_holds_the_lock(datab
 
 def test_a_chat_keeps_reading_while_a_run_writes(database_url, embedder):
     run(database_url, embedder, {"obsidian": vault(3)})
+    with store.Store(database_url) as chat_store:
+        before = len(search(chat_store, embedder, SearchRequest("topic"), k=5).hits)
     seen: list[int] = []
 
     class ReadsMeanwhile(RecordingEmbedder):
@@ -446,7 +448,8 @@ def test_a_chat_keeps_reading_while_a_run_writes(database_url, embedder):
             return super().embed_passages(texts)
 
     run(database_url, ReadsMeanwhile(embedder), {"obsidian": vault(6)})
-    assert seen and all(n == 5 for n in seen)
+    # Every search answered, with at least what the index held before (notes commit one by one).
+    assert seen and before > 0 and all(n >= before for n in seen)
 
 
 # ---------------------------------------------------------------- command line

@@ -393,3 +393,28 @@ def test_cli_without_vault_is_a_user_error(tmp_path):
         obsidian.main([])
     with pytest.raises(settings.UserError, match="not a folder"):
         obsidian.main(["--obsidian", str(tmp_path / "missing")])
+
+
+def test_ingestion_cuts_notes_into_pieces_smaller_than_a_long_reading_embedder_takes(tmp_path, multilingual_model_path):
+    # multilingual-e5 reads ~510 tokens, but a note is searched by pieces of at most
+    # NOTE_CHUNK_TOKENS (a paragraph is found, not blurred with its neighbours); chats keep
+    # the embedder's whole budget.
+    import argparse
+
+    from create_and_persist_embeddings import build_sources
+    from embedding_generator_multilingual import Embedder
+
+    e5 = Embedder(multilingual_model_path, device="cpu")
+    assert e5.passage_token_budget > obsidian.NOTE_CHUNK_TOKENS
+    assert obsidian.note_budget(e5.passage_token_budget) == obsidian.NOTE_CHUNK_TOKENS
+    assert obsidian.note_budget(100) == 100
+    days = "\n\n".join(f"## Day {d}\n\n" + " ".join(f"Sentence {d}.{i} about the walk and the food." for i in range(12))
+                       for d in range(1, 7))
+    write(tmp_path / "vault", "Trips/Japan.md", days)
+    documents = build_sources({"obsidian": tmp_path / "vault"}, argparse.Namespace(exclude=[]), e5)["obsidian"]
+    chunks = [c for document in documents for c in document.make_chunks()]
+    tokens = [e5.count_tokens(c.text) for c in chunks]
+    whole_budget = obsidian.note_to_chunks(days, "Trips/Japan.md", e5.count_tokens, e5.passage_token_budget)
+    assert max(tokens) <= obsidian.NOTE_CHUNK_TOKENS < max(e5.count_tokens(c.text) for c in whole_budget)
+    assert len(chunks) > len(whole_budget)
+    assert all(f"Sentence {d}.{i} " in "\n".join(c.text for c in chunks) for d in range(1, 7) for i in range(12))

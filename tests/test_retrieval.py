@@ -11,6 +11,7 @@ import numpy as np
 import psycopg
 import pytest
 
+import passage_context
 import retrieve_related_content_from_db as retrieval
 import settings
 import store
@@ -346,7 +347,7 @@ def test_hostile_strings_are_just_text(db):
 
 
 def test_one_chatty_document_cannot_crowd_out_the_rest(db, monkeypatch):
-    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)  # the cap alone, no neighbours
+    monkeypatch.setattr(passage_context, "CONTEXT_UNITS", 0)  # the cap alone, no neighbours
     chat = [chat_chunk("Group", f"group message {i}", ["A", "B"], datetime(2021, 1, 1, tzinfo=UTC), doc="whatsapp:group")
             for i in range(10)]
     notes = [note(f"N{i}", f"note {i}") for i in range(10)]
@@ -361,7 +362,7 @@ def test_one_chatty_document_cannot_crowd_out_the_rest(db, monkeypatch):
 
 
 def test_a_chat_fills_the_list_from_many_days_but_not_from_one(db, monkeypatch):
-    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)  # the cap alone, no neighbours
+    monkeypatch.setattr(passage_context, "CONTEXT_UNITS", 0)  # the cap alone, no neighbours
     # One person's whole history is one chat: ten sittings on ten days may all be shown.
     days = [chat_chunk("Ana", f"sitting {i}", ["Ana"], datetime(2021, 1, 1 + i, 12, tzinfo=UTC), doc="whatsapp:ana")
             for i in range(6)]
@@ -376,7 +377,7 @@ def test_a_chat_fills_the_list_from_many_days_but_not_from_one(db, monkeypatch):
 
 
 def test_a_question_naming_a_chat_partner_prefers_that_chat(db, monkeypatch):
-    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)
+    monkeypatch.setattr(passage_context, "CONTEXT_UNITS", 0)
     # Bruno's passages are closer in meaning; neither text holds a query word, so only the
     # name (a participant of the Aisha chat) can lift Aisha's passages above them.
     when = datetime(2022, 3, 1, tzinfo=UTC)
@@ -395,7 +396,7 @@ def test_a_question_naming_a_chat_partner_prefers_that_chat(db, monkeypatch):
 
 
 def test_a_named_persons_passages_rank_by_the_question_without_their_name(db, monkeypatch):
-    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)
+    monkeypatch.setattr(passage_context, "CONTEXT_UNITS", 0)
     # Every passage of Aisha's chat carries her name; with it, the question is nearest to where
     # she talks most. Her passages are ranked by the question without her name instead.
     when = datetime(2022, 3, 1, tzinfo=UTC)
@@ -432,7 +433,7 @@ def test_without_names_drops_the_named_words_and_their_possessive():
 
 
 def test_a_chat_hit_is_read_with_its_neighbours_in_the_same_sitting(db, monkeypatch):
-    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 1)
+    monkeypatch.setattr(passage_context, "CONTEXT_UNITS", 1)
 
     def unit(minute: int, text: str, hour: int = 10) -> Chunk:
         when = datetime(2022, 3, 1, hour, minute, tzinfo=UTC)
@@ -451,6 +452,38 @@ def test_a_chat_hit_is_read_with_its_neighbours_in_the_same_sitting(db, monkeypa
     assert hits[1].content.endswith("Ana: next sitting")
     shown = [line for hit in hits for line in hit.content.split("\n")[1:]]
     assert len(shown) == len(set(shown)) and any(line.endswith("Ana: hello") for line in shown)
+
+
+def test_a_note_hit_is_read_with_the_neighbouring_pieces_of_its_section(db):
+    def piece(heading: str, body: str) -> Chunk:
+        return note("Japan", f"Japan > {heading}\n{body}", heading=heading)
+
+    # Day 2 was cut into three pieces for finding; the chunker repeats a sentence at each cut.
+    pieces = [piece("Day 1", "Tokyo, late train."),
+              piece("Day 2", "Hakone. The ryokan was quiet."),
+              piece("Day 2", "The ryokan was quiet. Dinner had eleven courses."),
+              piece("Day 2", "Dinner had eleven courses. Slept early."),
+              piece("Day 3", "Kyoto, bikes along the river.")]
+    fill(db, pieces + [note("Other", "Other\nunrelated")],
+         [at_cosine(c) for c in (0.1, 0.5, 0.9, 0.8, 0.7, 0.2)])
+    hits = retrieval.search(db, FakeEmbedder(), SearchRequest("ryokan dinner"), k=3, mode="vector").hits
+    # The best piece comes with the rest of its section, header once, the repeated sentences once.
+    assert hits[0].content == "Japan > Day 2\nHakone. The ryokan was quiet.\nDinner had eleven courses.\nSlept early."
+    assert hits[0].heading == "Day 2" and len(hits[0].metadata["context_chunk_ids"]) == 3
+    # Day 3 is another section: its own passage, never glued to Day 2; the pieces already read
+    # inside the first passage do not come again.
+    assert hits[1].content == "Japan > Day 3\nKyoto, bikes along the river."
+    assert [h.content.split("\n")[0] for h in hits] == ["Japan > Day 2", "Japan > Day 3", "Other"]
+
+
+def test_without_overlap_drops_only_the_repeated_opening():
+    from passage_context import without_overlap
+
+    assert without_overlap("A b. Repeated one.", "Repeated one. New.") == "New."
+    assert without_overlap("Nothing shared.", "Fresh start.") == "Fresh start."
+    assert without_overlap("", "Fresh start.") == "Fresh start."
+    # A word's tail is not an overlap: "art." inside "start." does not count.
+    assert without_overlap("a start.", "art. More") == "art. More"
 
 
 def test_diversify_keeps_rank_order_when_refilling():

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
+import passage_context
 import retrieve_related_content_from_db as retrieval
 import speaker_vectors
 import store
@@ -63,7 +64,7 @@ def test_each_chat_chunk_gets_one_vector_per_speaker_once_and_loses_them_with_th
 
 
 def test_a_named_persons_passages_rank_by_what_they_said_themselves(db, monkeypatch):
-    monkeypatch.setattr(retrieval, "CONTEXT_UNITS", 0)
+    monkeypatch.setattr(passage_context, "CONTEXT_UNITS", 0)
     when = datetime(2022, 3, 1, 10, tzinfo=UTC)
     # Caleb's news is nearer the question as a whole; Aisha does not speak in it.
     his = chat_chunk("Aisha", f"{HEADER}\n10:00 Caleb: I passed my driving test!\n10:01 Caleb: so happy",
