@@ -204,6 +204,8 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
         summary.vector_index_rebuilt = True
     elif written + summary.chunks_deleted > ANALYZE_FRACTION * max(rows_before, 1):
         store.analyze()
+    if written or summary.chunks_deleted or store.embedding_centroid(commit=True) is None:
+        store.refresh_centroid()  # what searches centre their vectors on (retrieval.CENTROID_WEIGHT)
     summary.index_seconds = round(time.perf_counter() - began, 3)
     summary.embed_seconds = round(summary.embed_seconds, 3)
     summary.seconds = round(time.monotonic() - started, 3)

@@ -51,6 +51,12 @@ DEFAULT_EF_SEARCH = 400
 # a larger one goes through the index with the widest beam pgvector allows.
 EXACT_SEARCH_MAX_ROWS = 20_000
 FILTERED_EF_SEARCH = 1000
+# The vector half ranks by cos(question - CENTROID_WEIGHT x the mean of all chunk vectors, passage):
+# with unit passage vectors that is cos(question, passage) - CENTROID_WEIGHT x (mean . passage) up
+# to a constant factor, so generic passages near everything (templated daily notes, small talk)
+# stop crowding out the one that answers; the HNSW index serves it as any query. The similarity
+# shown (and "nothing close") stays the plain cosine.
+CENTROID_WEIGHT = 0.5
 # A named person's passages (question_names) weigh this much in the fusion.
 NAMED_PERSON_WEIGHT = 2.0  # bench_memory: 1 -> 0.815, 2 -> 0.825, 3 -> 0.823 (all questions)
 # The named person's own lines re-rank this many candidates per passage asked for, at this weight
@@ -200,7 +206,7 @@ fused AS (SELECT id, rank AS vector_rank, NULL::bigint AS text_rank,
     columns = sql.SQL(", ").join(sql.SQL("c.") + sql.Identifier(c) for c in _HIT_COLUMNS)
     return sql.SQL(
         """WITH {ctes}
-SELECT {columns}, 1 - (c.embedding <=> %(q)s) AS similarity,
+SELECT {columns}, 1 - (c.embedding <=> %(shown)s) AS similarity,
        f.fused_score, f.vector_rank, f.text_rank
 FROM fused AS f JOIN chunks AS c ON c.id = f.id
 ORDER BY f.fused_score DESC, f.vector_rank NULLS LAST, c.id""").format(
@@ -290,6 +296,11 @@ def _run_all(store: "Store", statements: list[_Statement], explain: bool = False
     # Off autocommit, all in a transaction block of their own (a search leaves none open).
     with contextlib.nullcontext() if conn.autocommit else conn.transaction():
         languages = store.text_languages()  # the index's keyword stems: read once per connection
+        centroid = store.embedding_centroid()  # likewise
+        for s in statements:
+            s.params["shown"] = s.params["q"]
+            if centroid is not None and centroid.shape == s.params["q"].shape:
+                s.params["q"] = s.params["q"] - CENTROID_WEIGHT * centroid
         if any(s.words or s.where is not None for s in statements):
             with conn.pipeline():
                 for s in statements:

@@ -26,14 +26,40 @@ SCHEMA_VERSION = "1"
 SCHEMA_LOCK_KEY = 0x504C4C4D0001
 WRITER_LOCK_KEY = 0x504C4C4D0002
 HNSW_BUILD_MEMORY = "1GB"
+# HNSW graph: links per node and the beam each insert searches, pgvector's defaults. Measured
+# (bench_quality's 1,113 e5-small vectors, vector half alone at ef_search 400, uncentred): a
+# distinctive passage among near-duplicates has few links into it, recall@10 0.74 here against
+# 0.90 exact; ef_construction 256 gives 0.87. Not changed yet: its build cost at 100k is unmeasured.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
 # A --rebuild fills this schema, then swaps its tables in: the live index stays whole until then.
 REBUILD_SCHEMA = "personal_llm_rebuild"
 # The tables a rebuild replaces (anything else, e.g. the forget list, stays as it is).
 INDEX_TABLES = ("chunk_speakers", "chunks", "documents", "index_meta")  # a table before the one it refers to
+# index_meta key of the mean of all chunk vectors, as a JSON list (see `refresh_centroid`).
+CENTROID_KEY = "embedding_centroid"
+_UNREAD = object()
 
 # Date filters skip dates from a file's modification time (chunking.MTIME_ORIGIN). Written out
 # in the filter SQL and in the partial indexes alike, so the planner can match the two.
 REAL_DATE = f"date_origin IS DISTINCT FROM '{MTIME_ORIGIN}'"
+
+
+def _parse_centroid(value: str | None) -> np.ndarray | None:
+    """index_meta's centroid text as a vector (None when missing or unreadable: searches then
+    run uncentred, as before the centroid existed)."""
+    import json
+
+    try:
+        return None if value is None else np.asarray(json.loads(value), dtype=np.float32)
+    except (ValueError, TypeError):
+        return None
+
+
+def vector_index_sql() -> str:
+    """The statement that creates the chunks' HNSW index (if missing) with this project's graph settings."""
+    return ("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+            f"WITH (m = {int(HNSW_M)}, ef_construction = {int(HNSW_EF_CONSTRUCTION)})")
 
 
 # `to_regclass` of a name in the first schema of the search path only (a rebuild's tables,
@@ -54,6 +80,7 @@ class Store:
         self.conn = connect(url, autocommit)
         self._vector_registered = False
         self._text_languages: tuple[str, ...] | None = None
+        self._centroid = _UNREAD
         if search_path:
             self.conn.execute(f"SET search_path TO {search_path}")  # quoted by begin_rebuild
             self.conn.commit()
@@ -105,6 +132,7 @@ class Store:
             rows = dict(self.conn.execute("SELECT key, value FROM index_meta").fetchall())
         self.conn.commit()
         self._text_languages = text_search.stored_languages(rows)  # what a search's keywords need
+        self._centroid = _parse_centroid(rows.get(CENTROID_KEY))
         return rows
 
     def index_info(self) -> IndexInfo | None:
@@ -125,6 +153,37 @@ class Store:
                                               (text_search.META_KEY,)).fetchall())
             self._text_languages = text_search.stored_languages(meta)
         return self._text_languages
+
+    def embedding_centroid(self, commit: bool = False) -> np.ndarray | None:
+        """The mean of the stored chunk vectors as the last ingestion left it (None before one
+        recorded it), read once per connection like `text_languages`: a search calls it inside
+        its transaction; `commit` ends the read's own (a writer's connection)."""
+        if self._centroid is _UNREAD:
+            value = None
+            if self.table_exists("index_meta", commit=False):
+                row = self.conn.execute("SELECT value FROM index_meta WHERE key = %s", (CENTROID_KEY,)).fetchone()
+                value = row[0] if row else None
+            self._centroid = _parse_centroid(value)
+            if commit:
+                self.conn.commit()
+        return self._centroid
+
+    def refresh_centroid(self) -> None:
+        """Record the mean of all chunk vectors in index_meta and commit (after ingestion
+        changed them): one pass over the table."""
+        import json
+
+        self.register_vector()
+        mean = self.conn.execute("SELECT avg(embedding) FROM chunks").fetchone()[0]
+        if mean is None:
+            self.conn.execute("DELETE FROM index_meta WHERE key = %s", (CENTROID_KEY,))
+        else:
+            mean = (mean.to_numpy() if hasattr(mean, "to_numpy") else np.asarray(mean)).astype(np.float32)
+            self.conn.execute(
+                "INSERT INTO index_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (CENTROID_KEY, json.dumps([round(float(x), 7) for x in mean])))
+        self.conn.commit()
+        self._centroid = mean
 
     def ensure_schema(self, model_name: str, dimension: int, model_folder: str | None = None,
                       text_languages: tuple[str, ...] | None = None) -> str | None:
@@ -208,7 +267,7 @@ class Store:
             # ALTER takes a table lock that would stall a chat searching meanwhile.
             cur.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE PLAIN")
         speaker_vectors.create_table(cur, dimension)
-        cur.execute("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)")
+        cur.execute(vector_index_sql())
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin (tsv)")
         _migrate_text_hash(cur)
         cur.execute("CREATE INDEX IF NOT EXISTS chunks_text_hash ON chunks (text_hash)")
@@ -331,9 +390,7 @@ class Store:
         """(Re)build the HNSW index with enough memory to be fast, then ANALYZE."""
         with self.conn.transaction():
             self.conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
-            self.conn.execute(
-                "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops)"
-            )
+            self.conn.execute(vector_index_sql())
         self.analyze()
 
     def analyze(self) -> None:

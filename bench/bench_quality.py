@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             with db.transaction():
                 db.copy_chunks(chunks, vectors)
             db.ensure_vector_index()
+            db.refresh_centroid()  # as ingestion does
             # A passage is read with its neighbours (passage_context): a fact inside a better hit's
             # context counts as found where that hit ranks.
             fact_of = dict(db.conn.execute("SELECT id, metadata->>'fact' FROM chunks WHERE metadata ? 'fact'").fetchall())

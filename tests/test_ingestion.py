@@ -16,6 +16,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -241,6 +242,27 @@ def test_a_large_load_builds_the_vector_index_and_analyses_the_table(database_ur
     # An incremental run into a non-empty index keeps the index in place.
     assert not run(database_url, embedder, {"obsidian": vault(11)}).vector_index_rebuilt
 
+
+
+def centroid_state(url) -> tuple[list | None, list]:
+    """(the recorded centroid, the mean of the stored chunk vectors), both as float lists."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT value FROM index_meta WHERE key = %s", (store.CENTROID_KEY,)).fetchone()
+        vectors = [json.loads(v) for (v,) in conn.execute("SELECT embedding::text FROM chunks")]
+    return (json.loads(row[0]) if row else None), np.mean(vectors, axis=0).tolist()
+
+
+def test_each_run_that_changes_the_index_records_the_mean_its_searches_centre_on(database_url, embedder):
+    run(database_url, embedder, {"obsidian": vault(3)})
+    recorded, mean = centroid_state(database_url)
+    assert recorded is not None and np.allclose(recorded, mean, atol=1e-5)
+    run(database_url, embedder, {"obsidian": vault(4)})  # one more note: the mean moves with it
+    recorded_after, mean_after = centroid_state(database_url)
+    assert not np.allclose(mean, mean_after, atol=1e-4) and np.allclose(recorded_after, mean_after, atol=1e-5)
+    with psycopg.connect(database_url) as conn:  # an index from before centroids: the next run adds it
+        conn.execute("DELETE FROM index_meta WHERE key = %s", (store.CENTROID_KEY,))
+    run(database_url, embedder, {"obsidian": vault(4)})
+    assert np.allclose(centroid_state(database_url)[0], mean_after, atol=1e-5)
 
 # ---------------------------------------------------------------- crash safety
 

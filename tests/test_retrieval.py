@@ -109,6 +109,38 @@ def test_hybrid_order_is_reciprocal_rank_fusion_of_the_two_rankings(db):
     assert all(hit.fused_score is None and hit.text_rank is None for hit in vector_only.hits)
 
 
+def test_passages_near_everything_stop_crowding_out_the_one_that_answers(db, database_url):
+    # Eight templated daily notes lie near the corpus mean and a little nearer the question
+    # than the one distinctive note; centred on the mean, the distinctive note ranks first.
+    generic = [unit([0.8, 0.6, 0.02 * i, 0.01 * i]) for i in range(8)]
+    distinctive = unit([0.75, 0, 0.66, 0])
+    chunks = [note(f"Daily {i}", "woke up, emails, gym") for i in range(8)] + [note("Marathon", "finished in 4:12")]
+    fill(db, chunks, generic + [distinctive])
+    request = SearchRequest("what was my time in the long race?")
+    before = retrieval.search(db, FakeEmbedder(), request, k=3, mode="vector")
+    assert before.hits[0].title.startswith("Daily")  # uncentred: the hub wins
+
+    db.refresh_centroid()
+    stored = db.conn.execute("SELECT value FROM index_meta WHERE key = %s", (store.CENTROID_KEY,)).fetchone()[0]
+    assert np.allclose(json.loads(stored), np.mean(generic + [distinctive], axis=0), atol=1e-5)
+    with store.Store(database_url) as reader:  # a new connection reads the recorded centroid
+        for mode in ("vector", "hybrid"):
+            after = retrieval.search(reader, FakeEmbedder(), request, k=3, mode=mode)
+            assert after.hits[0].title == "Marathon"
+            # The similarity shown (and "nothing close") is still the plain cosine.
+            assert after.hits[0].score == pytest.approx(float(distinctive[0]), abs=1e-5)
+
+
+def test_a_missing_or_unreadable_centroid_leaves_search_uncentred(db, database_url):
+    fill(db, [note("A", "alpha"), note("B", "beta")], [at_cosine(0.9), at_cosine(0.5)])
+    db.conn.execute("INSERT INTO index_meta (key, value) VALUES (%s, 'not json')", (store.CENTROID_KEY,))
+    db.conn.commit()
+    with store.Store(database_url) as reader:
+        assert reader.embedding_centroid() is None
+        result = retrieval.search(reader, FakeEmbedder(), SearchRequest("alpha?"), k=2, mode="vector")
+    assert [hit.title for hit in result.hits] == ["A", "B"]
+
+
 def test_keyword_match_is_accent_and_case_insensitive_and_any_word_counts(db):
     fill(db, [note("far", "nothing relevant here"), note("kw", "Reunião com o JOÃO sobre orçamento")],
          [at_cosine(0.9), at_cosine(0.1)])
