@@ -71,7 +71,8 @@ def request_for(question, use_filters: bool):
 def long_note_chunks(embedder, note_tokens: int | None, seed: int):
     """bench/long_note_corpus.py's notes cut by the real parser and chunker at `note_tokens` (default:
     the budget ingestion gives notes for this embedder), each chunk holding a planted sentence
-    marked with its fact; and their questions."""
+    marked with its facts (`metadata["facts"]`: a piece may hold two planted sentences); and
+    their questions."""
     import long_note_corpus
     from obsidian_to_embeddings import note_budget, note_to_chunks
 
@@ -82,7 +83,7 @@ def long_note_chunks(embedder, note_tokens: int | None, seed: int):
         for chunk in note_to_chunks(long_note.text, long_note.relpath, embedder.count_tokens, budget):
             facts = [fact for fact, sentence in long_note.facts.items() if sentence in " ".join(chunk.text.split())]
             if facts:
-                chunk.metadata["fact"] = facts[0]
+                chunk.metadata["facts"] = facts
             chunks.append(chunk)
     return chunks, questions
 
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             db.refresh_centroid()  # as ingestion does
             # A passage is read with its neighbours (passage_context): a fact inside a better hit's
             # context counts as found where that hit ranks.
-            fact_of = dict(db.conn.execute("SELECT id, metadata->>'fact' FROM chunks WHERE metadata ? 'fact'").fetchall())
+            facts_of = {chunk_id: set(facts) for chunk_id, facts in db.conn.execute(
+                "SELECT id, coalesce(metadata->'facts', jsonb_build_array(metadata->'fact')) FROM chunks "
+                "WHERE metadata ?| array['fact', 'facts']")}
             for question in questions:
                 query_vector = embedder.embed_query(question.text)
                 row = {"question": question.text, "fact": question.fact, "category": question.category,
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 for mode_name, (mode, use_filters) in MODES.items():
                     result = retrieval.search_vector(db, query_vector, request_for(question, use_filters),
                                                      k=args.k, mode=mode)
-                    facts = [[fact_of.get(i) for i in hit.metadata.get("context_chunk_ids", [hit.chunk_id])]
+                    facts = [set().union(*(facts_of.get(i, ()) for i in hit.metadata.get("context_chunk_ids", [hit.chunk_id])))
                              for hit in result.hits]
                     if mode_name == "hybrid":
                         row["best_score"] = max((hit.score for hit in result.hits), default=0.0)

@@ -6,8 +6,8 @@ written as Markdown (frontmatter, headings, lists) and goes through the real par
 (obsidian_to_embeddings.note_to_chunks) at the budget under test. Families of look-alike notes
 (trip journals day by day, weekly meeting notes, book notes by chapter, recipes, a research log,
 Portuguese trip diaries) share their headings and most of their sentences, so a question is
-answered only by the section that holds its planted sentence. A chunk that contains the planted
-sentence carries `metadata["fact"]`.
+answered only by the section that holds its planted sentence. bench_quality marks each chunk with
+the facts whose planted sentences it contains (`metadata["facts"]`).
 """
 from __future__ import annotations
 
