@@ -144,7 +144,7 @@ def prune_sources(store: "Store", names: Iterable[str]) -> tuple[int, int]:
 def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], prune: Iterable[str] = (),
            progress: Progress | None = None, embed_group: int = DEFAULT_EMBED_GROUP,
            queue_items: int = DEFAULT_QUEUE_ITEMS, commit_chunks: int = DEFAULT_COMMIT_CHUNKS,
-           commit_seconds: float = DEFAULT_COMMIT_SECONDS) -> Summary:
+           commit_seconds: float = DEFAULT_COMMIT_SECONDS, say: Callable[[str], None] = note) -> Summary:
     """Bring the index in line with `sources` ({"obsidian": documents, ...}); returns a Summary.
 
     The store must be open with its schema in place (`open_index`). Each given source's
@@ -152,6 +152,7 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     Documents are chunked in this thread while the model encodes in another: parsers must count
     tokens with `parser_token_counter(embedder)`, never the model's own tokenizer.
     """
+    import store as store_module
     from store import Store
 
     started = time.monotonic()
@@ -201,6 +202,13 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     began = time.perf_counter()
     if bulk or not store.vector_index_exists():
         store.ensure_vector_index()  # also ANALYZEs
+        summary.vector_index_rebuilt = True
+    elif (outdated := store.vector_index_outdated()) is not None:
+        # An index from an older release: its graph finds fewer distinctive passages (store.HNSW_*).
+        wanted = {"m": store_module.HNSW_M, "ef_construction": store_module.HNSW_EF_CONSTRUCTION}
+        changes = ", ".join(f"{key} {outdated[key]} -> {wanted[key]}" for key in wanted if outdated[key] != wanted[key])
+        say(f"rebuilding the vector index once with this release's graph (HNSW {changes}); searches go on meanwhile")
+        store.rebuild_vector_index()
         summary.vector_index_rebuilt = True
     elif written + summary.chunks_deleted > ANALYZE_FRACTION * max(rows_before, 1):
         store.analyze()
@@ -468,12 +476,16 @@ def run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         else:
             from embedding_generator_multilingual import load_embedder
 
+            text_languages = text_search.configured_languages(args.text_search_languages)
+            with db.conn.transaction(), db.conn.cursor() as cur:
+                # A misspelt language fails now, not after the model has loaded for a new index.
+                text_search.check_languages(cur, text_languages)
             embedder = load_embedder(args.embedding_model, args.device, args.batch_size)
             open_index(db, embedder, rebuild=args.rebuild, wait=not args.no_wait, say=say,
-                       text_languages=text_search.configured_languages(args.text_search_languages))
+                       text_languages=text_languages)
             progress = Progress(enabled=not args.quiet and sys.stderr.isatty())
             sources = build_sources(paths, args, embedder, warn=progress.warn)
-            summary = ingest(db, embedder, sources, prune=args.prune, progress=progress)
+            summary = ingest(db, embedder, sources, prune=args.prune, progress=progress, say=say)
             finish_index(db, sources, args.prune)
             summary.rebuilt = args.rebuild
     if args.json:

@@ -45,7 +45,9 @@ CANDIDATES_PER_K = 5
 # HNSW returns at most ef_search rows, and a narrow beam misses isolated passages among many
 # near-duplicates (templated daily notes, small talk): on the quality bench's 1,061 e5 vectors
 # the exact best match was missing from the HNSW top-10 for 25 of 55 questions at 100, 10 at
-# 400, none at 1000. 400 costs a few ms at 100k x 1024 (bench/bench_retrieval.py).
+# 400, none at 1000 (pgvector's default graph). With store.HNSW_EF_CONSTRUCTION 128, the vector
+# half alone (78 questions, recall@10): 100: 0.83, 200: 0.91, 400: 0.96. 400 costs 27 ms at
+# 100k x 1024 (bench/bench_retrieval.py).
 DEFAULT_EF_SEARCH = 400
 # pgvector 0.6 filters after the HNSW scan: a filtered subset this small is searched exactly;
 # a larger one goes through the index with the widest beam pgvector allows.

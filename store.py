@@ -26,12 +26,17 @@ SCHEMA_VERSION = "1"
 SCHEMA_LOCK_KEY = 0x504C4C4D0001
 WRITER_LOCK_KEY = 0x504C4C4D0002
 HNSW_BUILD_MEMORY = "1GB"
-# HNSW graph: links per node and the beam each insert searches, pgvector's defaults. Measured
-# (bench_quality's 1,113 e5-small vectors, vector half alone at ef_search 400, uncentred): a
-# distinctive passage among near-duplicates has few links into it, recall@10 0.74 here against
-# 0.90 exact; ef_construction 256 gives 0.87. Not changed yet: its build cost at 100k is unmeasured.
+# HNSW graph: links per node (pgvector's default) and the beam each insert searches (pgvector's is
+# 64). A distinctive passage among near-duplicates (templated daily notes, small talk) gets few
+# links into it from a narrow beam. bench_quality (1,113 e5-small vectors, centred, searched at
+# ef_search 400), vector half alone recall@10 / hybrid MRR: 64: 0.86 / 0.79; 96, 128, 256 and 512:
+# 0.96 / 0.85 (seed 1: 64: 0.92, 128: 0.96). bench_retrieval at 100k x 1024: build 55 s at 64,
+# 129 s at 128, 238 s at 256; a chat turn 56, 69 and 77 ms. An index built with other values is
+# rebuilt once by the next ingestion (`Store.vector_index_outdated`).
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_CONSTRUCTION = 128
+# What pgvector uses for an option an index does not name.
+PGVECTOR_HNSW_DEFAULTS = {"m": 16, "ef_construction": 64}
 # A --rebuild fills this schema, then swaps its tables in: the live index stays whole until then.
 REBUILD_SCHEMA = "personal_llm_rebuild"
 # The tables a rebuild replaces (anything else, e.g. the forget list, stays as it is).
@@ -56,10 +61,17 @@ def _parse_centroid(value: str | None) -> np.ndarray | None:
         return None
 
 
-def vector_index_sql() -> str:
-    """The statement that creates the chunks' HNSW index (if missing) with this project's graph settings."""
-    return ("CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw ON chunks USING hnsw (embedding vector_cosine_ops) "
+def vector_index_sql(name: str = "chunks_embedding_hnsw") -> str:
+    """The statement that creates the chunks' HNSW index `name` (if missing) with this project's graph settings."""
+    return (f"CREATE INDEX IF NOT EXISTS {name} ON chunks USING hnsw (embedding vector_cosine_ops) "
             f"WITH (m = {int(HNSW_M)}, ef_construction = {int(HNSW_EF_CONSTRUCTION)})")
+
+
+def graph_settings(reloptions: list[str] | None) -> dict[str, int]:
+    """An HNSW index's m and ef_construction from its pg_class.reloptions ("m=16", ...), with
+    pgvector's defaults for the ones it does not name."""
+    named = dict(option.split("=", 1) for option in reloptions or [] if "=" in option)
+    return {key: int(named.get(key, default)) for key, default in PGVECTOR_HNSW_DEFAULTS.items()}
 
 
 # `to_regclass` of a name in the first schema of the search path only (a rebuild's tables,
@@ -392,6 +404,31 @@ class Store:
             self.conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
             self.conn.execute(vector_index_sql())
         self.analyze()
+
+    def vector_index_outdated(self) -> dict[str, int] | None:
+        """The graph settings of the chunks' HNSW index when they are not this project's
+        (HNSW_M, HNSW_EF_CONSTRUCTION), else None (also when there is no index)."""
+        row = self.conn.execute(f"SELECT reloptions FROM pg_class WHERE oid = {_HERE}",
+                                ("chunks_embedding_hnsw",)).fetchone()
+        self.conn.commit()
+        if row is None:
+            return None
+        found = graph_settings(row[0])
+        return None if found == {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION} else found
+
+    def rebuild_vector_index(self) -> None:
+        """Build the HNSW index anew with this project's graph settings beside the old one, then
+        swap it in, in one transaction: searches keep the old index while the new one builds
+        (the build locks out writes only, and this process is the writer)."""
+        from psycopg import sql
+
+        with self.conn.transaction():
+            schema = self.conn.execute("SELECT current_schema()").fetchone()[0]
+            self.conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
+            self.conn.execute(vector_index_sql("chunks_embedding_hnsw_next"))
+            self.conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(schema, "chunks_embedding_hnsw")))
+            self.conn.execute(sql.SQL("ALTER INDEX {} RENAME TO chunks_embedding_hnsw").format(
+                sql.Identifier(schema, "chunks_embedding_hnsw_next")))
 
     def analyze(self) -> None:
         """Refresh the planner's statistics of the chunks table (after a large change)."""

@@ -243,6 +243,40 @@ def test_a_large_load_builds_the_vector_index_and_analyses_the_table(database_ur
     assert not run(database_url, embedder, {"obsidian": vault(11)}).vector_index_rebuilt
 
 
+def hnsw_options(url) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'chunks_embedding_hnsw'").fetchone()[0]
+
+
+def test_an_index_with_an_older_graph_is_rebuilt_once_without_re_embedding(database_url, embedder, monkeypatch):
+    monkeypatch.setattr(store, "HNSW_EF_CONSTRUCTION", 64)
+    run(database_url, embedder, {"obsidian": vault(10)})
+    assert hnsw_options(database_url) == ["m=16", "ef_construction=64"]
+    before, _ = index_state(database_url)
+    monkeypatch.undo()
+    notes: list[str] = []
+    with store.Store(database_url) as db:
+        cpe.open_index(db, embedder, say=lambda m: None)
+        summary = cpe.ingest(db, embedder, {"obsidian": vault(10)}, say=notes.append)
+    assert summary.vector_index_rebuilt and summary.chunks_embedded == 0
+    assert notes == [f"rebuilding the vector index once with this release's graph (HNSW ef_construction 64 -> "
+                     f"{store.HNSW_EF_CONSTRUCTION}); searches go on meanwhile"]
+    assert hnsw_options(database_url) == ["m=16", f"ef_construction={store.HNSW_EF_CONSTRUCTION}"]
+    assert index_state(database_url)[0] == before
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT id FROM chunks ORDER BY embedding <=> (SELECT embedding FROM chunks LIMIT 1) LIMIT 5"))
+    assert "chunks_embedding_hnsw" in plan
+    assert not run(database_url, embedder, {"obsidian": vault(10)}).vector_index_rebuilt  # once
+
+
+def test_graph_settings_fill_in_pgvectors_defaults():
+    assert store.graph_settings(None) == {"m": 16, "ef_construction": 64}
+    assert store.graph_settings(["ef_construction=128"]) == {"m": 16, "ef_construction": 128}
+    assert store.graph_settings(["m=24", "ef_construction=200"]) == {"m": 24, "ef_construction": 200}
+
+
 
 def centroid_state(url) -> tuple[list | None, list]:
     """(the recorded centroid, the mean of the stored chunk vectors), both as float lists."""
@@ -699,3 +733,18 @@ def test_other_text_search_languages_rebuild_the_keyword_column_without_re_embed
     assert (again["chunks_embedded"], again["chunks_total"]) == (0, first["chunks_total"])
     _, err = run_main([*sources, "--json", "--text-search-languages", "portuguese", *embedder_path_args])
     assert "keyword index rebuilt" not in err
+
+
+def test_a_misspelt_text_search_language_is_refused_before_the_embedder_is_built(
+        tmp_path, database_url, embedder_path_args, monkeypatch):
+    import embedding_generator_multilingual
+
+    def no_embedder(*args, **kwargs):
+        raise AssertionError("the embedder was built before the languages were checked")
+
+    monkeypatch.setattr(embedding_generator_multilingual, "load_embedder", no_embedder)
+    with pytest.raises(settings.UserError, match="TEXT_SEARCH_LANGUAGES: 'englsh' is not .*english"):
+        cpe.main(["--obsidian", str(write_vault(tmp_path)), "--text-search-languages", "englsh", "--quiet",
+                  *embedder_path_args])
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('chunks')").fetchone()[0] is None  # no index was created
