@@ -152,7 +152,6 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     Documents are chunked in this thread while the model encodes in another: parsers must count
     tokens with `parser_token_counter(embedder)`, never the model's own tokenizer.
     """
-    import store as store_module
     from store import Store
 
     started = time.monotonic()
@@ -203,10 +202,9 @@ def ingest(store: "Store", embedder, sources: dict[str, Iterable[Document]], pru
     if bulk or not store.vector_index_exists():
         store.ensure_vector_index()  # also ANALYZEs
         summary.vector_index_rebuilt = True
-    elif (outdated := store.vector_index_outdated()) is not None:
+    elif outdated := store.vector_index_outdated():
         # An index from an older release: its graph finds fewer distinctive passages (store.HNSW_*).
-        wanted = {"m": store_module.HNSW_M, "ef_construction": store_module.HNSW_EF_CONSTRUCTION}
-        changes = ", ".join(f"{key} {outdated[key]} -> {wanted[key]}" for key in wanted if outdated[key] != wanted[key])
+        changes = ", ".join(f"{key} {found} -> {wanted}" for key, (found, wanted) in outdated.items())
         say(f"rebuilding the vector index once with this release's graph (HNSW {changes}); searches go on meanwhile")
         store.rebuild_vector_index()
         summary.vector_index_rebuilt = True

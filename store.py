@@ -405,16 +405,17 @@ class Store:
             self.conn.execute(vector_index_sql())
         self.analyze()
 
-    def vector_index_outdated(self) -> dict[str, int] | None:
-        """The graph settings of the chunks' HNSW index when they are not this project's
-        (HNSW_M, HNSW_EF_CONSTRUCTION), else None (also when there is no index)."""
+    def vector_index_outdated(self) -> dict[str, tuple[int, int]]:
+        """{setting: (the chunks' HNSW index's value, this project's)} for each graph setting
+        (HNSW_M, HNSW_EF_CONSTRUCTION) that differs; {} when none does or there is no index."""
         row = self.conn.execute(f"SELECT reloptions FROM pg_class WHERE oid = {_HERE}",
                                 ("chunks_embedding_hnsw",)).fetchone()
         self.conn.commit()
         if row is None:
-            return None
+            return {}
         found = graph_settings(row[0])
-        return None if found == {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION} else found
+        wanted = {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}
+        return {key: (found[key], wanted[key]) for key in wanted if found[key] != wanted[key]}
 
     def rebuild_vector_index(self) -> None:
         """Build the HNSW index anew with this project's graph settings beside the old one, then
